@@ -1,0 +1,29 @@
+"""Shared test helpers: the golden-fixture weight synthesis of shared/golden/README.md."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+DATA = Path(__file__).parent / "data"
+GOLDEN = DATA / "golden"
+
+_INTEGER_DTYPES = ("int64", "int32", "int16", "int8", "uint8", "bool")
+
+
+def synth_state_dict(manifest, seed: int) -> dict[str, torch.Tensor]:
+    """Deterministic float64 weights in the official state_dict order (manifest order)."""
+    g = torch.Generator().manual_seed(seed)
+    sd = {}
+    for key, shape, dtype in manifest:
+        if dtype in _INTEGER_DTYPES:
+            sd[key] = torch.zeros(shape, dtype=torch.int64)
+            continue
+        t = torch.randn(shape, generator=g, dtype=torch.float64)
+        sd[key] = t.abs() * 0.5 + 0.5 if key.endswith("running_var") else t * 0.1
+    return sd
+
+
+def as_list(out) -> list[torch.Tensor]:
+    return list(out) if isinstance(out, (list, tuple)) else [out]

@@ -1,0 +1,127 @@
+"""Behaviour every registered architecture must have, checked on its tiny configuration."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import torch
+
+import derain
+from conftest import as_list
+
+MODELS = derain.list_models()
+
+
+def _tiny(name: str, dtype=torch.float64) -> torch.nn.Module:
+    torch.manual_seed(0)
+    return derain.create_model(name, **derain.model_card(name).tiny_config).to(dtype)
+
+
+def _sizes(card) -> list[tuple[int, int]]:
+    m, lo = card.size_multiple, max(card.min_size, card.size_multiple)
+    return [(lo, lo), (lo + m, lo + 2 * m)]
+
+
+def _is_unused(card, key: str) -> bool:
+    return any(re.search(pattern, key) for pattern in card.unused_parameters)
+
+
+def test_registry_lists_the_four_models():
+    assert MODELS == ["cpraformer", "ddsaformer", "dmsr", "drsformer"]
+
+
+def test_unknown_model_lists_known_ones():
+    with pytest.raises(ValueError, match="known models: cpraformer, ddsaformer, dmsr, drsformer"):
+        derain.create_model("restormer")
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_card_counts_parameters_of_default_model(name):
+    card = derain.model_card(name)
+    model = derain.create_model(name, **card.default_config)
+    assert card.num_params == sum(p.numel() for p in model.parameters())
+
+
+@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("batch", [1, 2])
+def test_forward_shapes_on_valid_sizes(name, batch):
+    card = derain.model_card(name)
+    model = _tiny(name).eval()
+    for h, w in _sizes(card):
+        with torch.no_grad():
+            outputs = as_list(model(torch.rand(batch, 3, h, w, dtype=torch.float64)))
+        assert len(outputs) == card.num_outputs
+        for scale, out in enumerate(outputs):
+            assert out.shape == (batch, 3, h >> scale, w >> scale)
+            assert torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_backward_reaches_every_used_parameter(name):
+    card = derain.model_card(name)
+    model = _tiny(name).train()
+    h, w = _sizes(card)[0]
+    loss = sum(out.mean() for out in as_list(model(torch.rand(2, 3, h, w, dtype=torch.float64))))
+    loss.backward()
+    unreached = [k for k, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert [k for k in unreached if not _is_unused(card, k)] == []
+    for pattern in card.unused_parameters:  # the card documents real dead parameters only
+        assert any(re.search(pattern, k) for k in unreached), pattern
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_eval_is_deterministic(name):
+    card = derain.model_card(name)
+    model = _tiny(name).eval()
+    x = torch.rand(1, 3, *_sizes(card)[1], dtype=torch.float64)
+    with torch.no_grad():
+        first, second = as_list(model(x)), as_list(model(x))
+    assert all(torch.equal(a, b) for a, b in zip(first, second))
+
+
+@pytest.mark.parametrize("name", [n for n in MODELS if derain.model_card(n).batch_independent])
+def test_batch_items_are_independent(name):
+    card = derain.model_card(name)
+    model = _tiny(name).eval()
+    x = torch.rand(3, 3, *_sizes(card)[0], dtype=torch.float64)
+    with torch.no_grad():
+        batched = as_list(model(x))
+        single = as_list(model(x[1:2]))
+    for b, s in zip(batched, single):
+        torch.testing.assert_close(b[1:2], s, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("suffix", [".pth", ".safetensors"])
+def test_weights_round_trip(name, suffix, tmp_path):
+    card = derain.model_card(name)
+    model = _tiny(name, torch.float32).eval()
+    path = derain.save_weights(tmp_path / f"w{suffix}", model, name, card.tiny_config)
+    loaded = derain.load_checkpoint(path)
+    assert type(loaded) is type(model)
+    for (k, a), (k2, b) in zip(model.state_dict().items(), loaded.state_dict().items()):
+        assert k == k2 and torch.equal(a, b)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_config_is_read_back_from_parameter_shapes(name):
+    card = derain.model_card(name)
+    model = _tiny(name, torch.float32)
+    config = type(model).config_from_state_dict(model.state_dict())
+    rebuilt = derain.create_model(name, **config)
+    shapes = {k: v.shape for k, v in model.state_dict().items()}
+    assert {k: v.shape for k, v in rebuilt.state_dict().items()} == shapes
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_bad_inputs_name_the_shape(name):
+    card = derain.model_card(name)
+    model = _tiny(name, torch.float32).eval()
+    h, w = _sizes(card)[0]
+    with pytest.raises(ValueError, match=r"4-D.*\(3, %d, %d\)" % (h, w)):
+        model(torch.rand(3, h, w))
+    with pytest.raises(ValueError, match=r"3 channels.*\(1, 4, %d, %d\)" % (h, w)):
+        model(torch.rand(1, 4, h, w))
+    with pytest.raises(ValueError, match=r"multiples of %d.*\(1, 3, %d, %d\)" % (card.size_multiple, h + 1, w)):
+        model(torch.rand(1, 3, h + 1, w))
