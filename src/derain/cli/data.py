@@ -1,0 +1,121 @@
+"""``derain data``: check and import published layouts, synthesise rain, build the corpora."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..data.benchmark import build_benchmark, checksums, make_pairs
+from ..data.layouts import LAYOUTS, check_pairs, import_layout, read_layout
+from ..data.pairing import PairingError
+from ..data.photos import CorpusError, build_corpus
+from ..data.synth import PRESETS
+
+EXAMPLES = 3
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("data", help="check, import and synthesise datasets")
+    commands = parser.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+
+    check = commands.add_parser("check", help="detect a dataset's layout and report every problem")
+    check.add_argument("root", type=Path)
+    check.add_argument("--layout", choices=sorted(LAYOUTS), help="skip detection")
+    check.set_defaults(func=run_check)
+
+    importer = commands.add_parser("import", help="write a published layout as input/ + target/")
+    importer.add_argument("layout", choices=sorted(LAYOUTS))
+    importer.add_argument("src", type=Path)
+    importer.add_argument("dest", type=Path)
+    importer.set_defaults(func=run_import)
+
+    synth = commands.add_parser("synth", help="rainy/clean pairs from a folder of clean photos")
+    synth.add_argument("--clean", type=Path, required=True, help="folder of clean images")
+    synth.add_argument("--out", type=Path, required=True)
+    synth.add_argument("--preset", choices=sorted(PRESETS), default="medium")
+    synth.add_argument("--per-image", type=int, default=1)
+    synth.add_argument("--seed", type=int, default=0)
+    synth.set_defaults(func=run_synth)
+
+    photos = commands.add_parser("photos", help="build the 72-photo clean corpus from Debian packages")
+    photos.add_argument("--out", type=Path, required=True)
+    photos.add_argument("--debs", type=Path, help="folder with the .deb files already downloaded")
+    photos.set_defaults(func=run_photos)
+
+    bench = commands.add_parser("synth-benchmark", help="regenerate derain-synth from the photo corpus")
+    bench.add_argument("--photos", type=Path, required=True, help="the corpus built by 'derain data photos'")
+    bench.add_argument("--out", type=Path, required=True)
+    bench.add_argument("--verify", type=Path, help="sha256 file to compare with (data/derain-synth.sha256)")
+    bench.set_defaults(func=run_benchmark)
+
+
+def run_check(args: argparse.Namespace) -> int:
+    try:
+        layout, splits = read_layout(args.root, args.layout)
+    except (PairingError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(f"{args.root}: layout {layout}")
+    problems = []
+    for split, pairs in splits.items():
+        print(f"  {split or '.'}: {len(pairs)} pairs")
+        for pair in pairs[:EXAMPLES]:
+            label = f" [{pair.label}]" if pair.label else ""
+            target = "(side by side)" if pair.side_by_side else pair.target.name
+            print(f"    {pair.name}: {pair.input.name} <-> {target}{label}")
+        problems += check_pairs(pairs)
+    for problem in problems:
+        print(f"problem: {problem}", file=sys.stderr)
+    print(f"{len(problems)} problem(s)")
+    return 1 if problems else 0
+
+
+def run_import(args: argparse.Namespace) -> int:
+    try:
+        _, splits = import_layout(args.src, args.dest, args.layout)
+    except (PairingError, FileExistsError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    for split, pairs in splits.items():
+        print(f"{args.dest / split}: {len(pairs)} pairs")
+    return 0
+
+
+def run_synth(args: argparse.Namespace) -> int:
+    try:
+        count = make_pairs(args.clean, args.out, preset=args.preset, per_image=args.per_image, seed=args.seed)
+    except (PairingError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(f"{args.out}: {count} {args.preset} pairs")
+    return 0
+
+
+def run_photos(args: argparse.Namespace) -> int:
+    try:
+        counts = build_corpus(args.out, debs=args.debs)
+    except (CorpusError, FileExistsError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(f"{args.out}: " + ", ".join(f"{n} {split}" for split, n in counts.items()) + " photos; licences in LICENSES.tsv")
+    return 0
+
+
+def run_benchmark(args: argparse.Namespace) -> int:
+    try:
+        counts = build_benchmark(args.photos, args.out)
+    except (PairingError, FileExistsError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(f"{args.out}: " + ", ".join(f"{folder} {n}" for folder, n in counts.items()))
+    if args.verify is None:
+        return 0
+    expected = args.verify.read_text(encoding="utf-8").splitlines()
+    actual = checksums(args.out).splitlines()
+    differing = sorted(set(expected) ^ set(actual))
+    if differing:
+        print(f"error: {len(differing)} checksum line(s) differ from {args.verify}, e.g. {differing[:3]}", file=sys.stderr)
+        return 1
+    print(f"identical to {args.verify} ({len(actual)} files)")
+    return 0

@@ -1,0 +1,115 @@
+"""Synthetic pairs from clean photos, and derain-synth, derain's own fixed benchmark.
+
+``make_pairs`` rains on every image of a folder and writes the canonical ``input/`` + ``target/``
+layout with a ``rain.jsonl`` manifest (one line per pair: name, source, every drawn parameter;
+the preset is the density label). Seeds are derived from (seed, photo stem, index), so a pair
+does not change when other photos are added.
+
+derain-synth is made from the clean-photo corpus (``derain.data.photos``): the test photos give
+light/medium/heavy test pairs, the train photos matching training pairs, all at fixed seeds, with
+photos resized so the shorter side is ``BENCHMARK_SHORT_SIDE`` (close to the 321 x 481 of
+Rain100/Rain200). ``data/derain-synth.sha256`` in the repository records the file checksums, so
+any change to the generator is noticed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from ..imageio import read_image, to_uint8, write_image
+from .pairing import list_images
+from .synth import PRESETS, add_rain
+
+BENCHMARK_SHORT_SIDE = 480
+BENCHMARK_SEED = 2024
+BENCHMARK_SPLITS = {"test": "test", "train": "train"}  # benchmark split -> corpus split
+
+
+def pair_seed(seed: int, stem: str, index: int) -> int:
+    """A 63-bit seed from (seed, stem, index), independent of which other photos exist."""
+    return int.from_bytes(hashlib.sha256(f"{seed}/{stem}/{index}".encode()).digest()[:8], "little") >> 1
+
+
+def _as_rgb8(path: Path) -> np.ndarray:
+    image = to_uint8(read_image(path))
+    if image.ndim == 2:
+        return np.repeat(image[..., None], 3, axis=2)
+    return image[..., :3]
+
+
+def make_pairs(clean_dir: str | Path, out: str | Path, *, preset: str, per_image: int = 1, seed: int = 0, short_side: int | None = None) -> int:
+    """Write ``per_image`` rainy versions of every image in ``clean_dir``; returns the pair count.
+
+    ``out/input/<stem>_<k>.png``, ``out/target/<stem>_<k>.png`` and ``out/rain.jsonl``.
+    ``short_side`` resizes the clean photos first (Lanczos) so their shorter side has that length.
+    """
+    if preset not in PRESETS:
+        raise ValueError(f"unknown rain preset {preset!r}: expected one of {sorted(PRESETS)}")
+    if per_image < 1:
+        raise ValueError(f"per_image must be >= 1, got {per_image}")
+    sources = list_images(clean_dir)
+    if not sources:
+        raise ValueError(f"{clean_dir}: no images")
+    out = Path(out)
+    (out / "input").mkdir(parents=True, exist_ok=True)
+    (out / "target").mkdir(exist_ok=True)
+    with (out / "rain.jsonl").open("w", encoding="utf-8") as manifest:
+        for source in sources:
+            clean = _as_rgb8(source)
+            if short_side:
+                clean = _resize_short_side(clean, short_side)
+            for k in range(per_image):
+                name = f"{source.stem}_{k}"
+                rainy, _, params = add_rain(clean, preset, pair_seed(seed, source.stem, k))
+                write_image(out / "input" / f"{name}.png", rainy)
+                write_image(out / "target" / f"{name}.png", clean)
+                line = {"name": name, "source": source.name, "label": preset, **params.to_dict()}
+                manifest.write(json.dumps(line, sort_keys=True) + "\n")
+    return len(sources) * per_image
+
+
+def _resize_short_side(image: np.ndarray, short_side: int) -> np.ndarray:
+    height, width = image.shape[:2]
+    scale = short_side / min(height, width)
+    size = (round(width * scale), round(height * scale))
+    return np.asarray(Image.fromarray(image).resize(size, Image.Resampling.LANCZOS))
+
+
+def build_benchmark(photos: str | Path, out: str | Path) -> dict[str, int]:
+    """Build derain-synth from a photo corpus: ``out/{test,train}/{light,medium,heavy}/``.
+
+    Built in a temporary folder beside ``out`` and renamed at the end; returns pairs per folder.
+    """
+    photos, out = Path(photos), Path(out)
+    if out.exists():
+        raise FileExistsError(f"{out}: already exists; choose a new folder")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".building", dir=out.parent))
+    counts = {}
+    try:
+        for split, corpus_split in BENCHMARK_SPLITS.items():
+            for number, preset in enumerate(PRESETS):
+                folder = f"{split}/{preset}"
+                seed = BENCHMARK_SEED + 10 * number + (split == "train")
+                counts[folder] = make_pairs(photos / corpus_split, staging / folder, preset=preset, seed=seed, short_side=BENCHMARK_SHORT_SIDE)
+        staging.rename(out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return counts
+
+
+def checksums(folder: str | Path) -> str:
+    """``sha256sum``-format lines for every file under ``folder``, sorted by relative path."""
+    folder = Path(folder)
+    lines = []
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        lines.append(f"{hashlib.sha256(path.read_bytes()).hexdigest()}  {path.relative_to(folder).as_posix()}")
+    return "\n".join(lines) + "\n"
