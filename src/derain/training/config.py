@@ -1,0 +1,291 @@
+"""The training configuration: typed dataclasses read from YAML and checked before anything runs.
+
+A recipe is one YAML file (``configs/*.yaml``) with the sections below; ``--set a.b=value``
+overrides any field (the value is parsed as YAML). Unknown keys, wrong types and
+impossible combinations raise :class:`ConfigError` naming the dotted key, so a typo never
+silently trains with a default. The resolved configuration is written into the run folder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Mapping, Sequence
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A training configuration that cannot run; the message names the key."""
+
+
+@dataclass
+class ModelConfig:
+    """Which architecture to train (``derain.create_model(name, **config)``).
+
+    ``init`` is a checkpoint (official or derain) whose weights start a fine-tuning run.
+    """
+
+    name: str = ""
+    config: dict[str, Any] = field(default_factory=dict)
+    init: str | None = None
+
+
+@dataclass
+class DataConfig:
+    """Paired folders, patches and augmentation.
+
+    ``augment``: ``flip_rot8`` is DRSformer's draw of one of 8 flips/rotations,
+    ``flip_rot9`` DAIT's (CPRAformer, DMSR) ``randint(0, 8)`` with two identity draws,
+    ``flips`` independent horizontal and vertical flips (DDSAformer), ``none``.
+    ``pair_by`` is ``stem`` (same file name) or ``sorted`` (position in the sorted listings,
+    as the DAIT scripts do). ``val_crop`` centre-crops validation images (CPRAformer and
+    DMSR validate on 64×64 centre crops); ``None`` validates on whole images.
+    """
+
+    train_input: str = ""
+    train_target: str = ""
+    val_input: str | None = None
+    val_target: str | None = None
+    pair_by: Literal["stem", "sorted"] = "stem"
+    patch_size: int = 128
+    augment: Literal["flip_rot8", "flip_rot9", "flips", "none"] = "flip_rot8"
+    val_crop: int | None = None
+    workers: int = 4
+    skip_bad: bool = False
+
+
+@dataclass
+class OptimConfig:
+    """Adam/AdamW hyper-parameters; ``grad_clip`` is a max gradient norm (``None``: no clip)."""
+
+    name: Literal["adam", "adamw"] = "adamw"
+    lr: float = 3e-4
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    eps: float = 1e-8
+    weight_decay: float = 0.0
+    grad_clip: float | None = None
+
+
+@dataclass
+class ScheduleConfig:
+    """Learning-rate schedule.
+
+    ``cosine_restart_cyclic`` (BasicSR's ``CosineAnnealingRestartCyclicLR``, per
+    iteration) uses ``periods``, ``restart_weights`` and ``eta_mins``; ``warmup_cosine``
+    (DAIT's ``GradualWarmupScheduler`` + ``CosineAnnealingLR``, per epoch) uses
+    ``warmup_epochs`` and ``eta_min``; ``constant`` uses neither.
+    """
+
+    name: Literal["cosine_restart_cyclic", "warmup_cosine", "constant"] = "constant"
+    periods: list[int] = field(default_factory=list)
+    restart_weights: list[float] = field(default_factory=list)
+    eta_mins: list[float] = field(default_factory=list)
+    warmup_epochs: int = 0
+    eta_min: float = 0.0
+
+
+@dataclass
+class LossConfig:
+    """``l1``; ``charbonnier_edge`` (CPRAformer: Charbonnier + ``edge_weight`` × edge loss);
+    ``multiscale_l1_fft`` (DMSR: L1 + ``fft_weight`` × FFT L1 over the three outputs)."""
+
+    name: Literal["l1", "charbonnier_edge", "multiscale_l1_fft"] = "l1"
+    edge_weight: float = 0.05
+    fft_weight: float = 0.1
+
+
+@dataclass
+class TrainConfig:
+    """Length, batch, precision and bookkeeping of a run.
+
+    ``batch_size`` is the recipe's global batch, kept whatever the number of processes:
+    each process takes ``device_batch_size`` images (default: an equal share) and gradients
+    are accumulated over ``batch_size / (device_batch_size × processes)`` micro-batches.
+    Exactly one of ``iterations`` and ``epochs`` is set; ``val_every`` and
+    ``checkpoint_every`` count in the same unit (iterations or epochs).
+    """
+
+    run_dir: str = ""
+    seed: int = 0
+    batch_size: int = 16
+    device_batch_size: int | None = None
+    iterations: int | None = None
+    epochs: int | None = None
+    mixed_precision: Literal["no", "bf16", "fp16"] = "no"
+    ema_decay: float | None = None
+    val_every: int = 1000
+    checkpoint_every: int = 1000
+    keep_last: int = 3
+    log_every: int = 100
+    progress_bar: bool = True
+    tensorboard: bool = False
+
+
+@dataclass
+class Config:
+    """A whole training recipe."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def load_config(
+    source: str | Path | Mapping[str, Any], overrides: Sequence[str] = (), *, check_paths: bool = True
+) -> Config:
+    """Read a YAML file (or a mapping), apply ``key=value`` overrides, validate.
+
+    ``check_paths`` also requires the data folders to exist (off only for writing configs).
+    """
+    if isinstance(source, Mapping):
+        raw, where = dict(source), "config"
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{path}: not valid YAML ({err})") from err
+        where = str(path)
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path}: expected a mapping of sections, found {type(raw).__name__}")
+    for override in overrides:
+        _apply_override(raw, override)
+    try:
+        config = _build(Config, raw, "")
+        _check(config, check_paths)
+    except ConfigError as err:
+        raise ConfigError(f"{where}: {err}") from None
+    return config
+
+
+def save_config(config: Config, path: str | Path) -> Path:
+    """Write the resolved configuration as YAML (the run's record, re-read by ``--resume``)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    tmp.replace(path)
+    return path
+
+
+def _apply_override(raw: dict[str, Any], override: str) -> None:
+    key, sep, text = override.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"override {override!r} is not of the form section.key=value")
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"override {override!r}: value is not valid YAML ({err})") from err
+    *parents, leaf = key.split(".")
+    node = raw
+    for i, part in enumerate(parents):
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"override {override!r}: {'.'.join(parents[: i + 1])} is not a section")
+        node = child
+    node[leaf] = value
+
+
+def _build(cls: type, raw: Any, prefix: str) -> Any:
+    where = prefix.rstrip(".") or "the top level"
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{where} must be a mapping, got {raw!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - names)
+    if unknown:
+        raise ConfigError(
+            f"unknown key{'s' if len(unknown) > 1 else ''} "
+            f"{', '.join(prefix + str(k) for k in unknown)}; {where} accepts {', '.join(sorted(names))}"
+        )
+    values = {}
+    for name, value in raw.items():
+        kind = hints[name]
+        if dataclasses.is_dataclass(kind):
+            values[name] = _build(kind, value, f"{prefix}{name}.")
+        else:
+            values[name] = _coerce(value, kind, f"{prefix}{name}")
+    return cls(**values)
+
+
+def _coerce(value: Any, kind: Any, key: str) -> Any:
+    """``value`` as type ``kind``, or a ConfigError naming ``key``; ints pass as floats."""
+    origin, args = typing.get_origin(kind), typing.get_args(kind)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _coerce(value, inner, key)
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{key} must be one of {', '.join(map(repr, args))}, got {value!r}")
+        return value
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key} must be a list, got {value!r}")
+        return [_coerce(v, args[0], f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{key} must be a mapping, got {value!r}")
+        return dict(value)
+    if kind is Any:
+        return value
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if kind is float and isinstance(value, str):  # YAML 1.1 reads "1e-4" as a string
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ConfigError(f"{key} must be {kind.__name__}, got {value!r} ({type(value).__name__})")
+    return value
+
+
+def _check(config: Config, check_paths: bool) -> None:
+    model, data, train, schedule = config.model, config.data, config.train, config.schedule
+    from ..registry import list_models
+
+    if model.name not in list_models():
+        raise ConfigError(f"model.name {model.name!r} is not a registered model ({', '.join(list_models())})")
+    if not train.run_dir:
+        raise ConfigError("train.run_dir is required (the folder for checkpoints and logs)")
+    if (train.iterations is None) == (train.epochs is None):
+        raise ConfigError("set exactly one of train.iterations and train.epochs")
+    for key in ("batch_size", "val_every", "checkpoint_every", "keep_last", "log_every"):
+        if getattr(train, key) < 1:
+            raise ConfigError(f"train.{key} must be at least 1, got {getattr(train, key)}")
+    if (train.iterations or train.epochs or 0) < 1:
+        raise ConfigError("train.iterations / train.epochs must be at least 1")
+    if train.ema_decay is not None and not 0 < train.ema_decay < 1:
+        raise ConfigError(f"train.ema_decay must lie in (0, 1), got {train.ema_decay}")
+    if data.patch_size < 1 or data.workers < 0:
+        raise ConfigError("data.patch_size must be positive and data.workers non-negative")
+    if (data.val_input is None) != (data.val_target is None):
+        raise ConfigError("set both data.val_input and data.val_target, or neither")
+    if len(config.optim.betas) != 2:
+        raise ConfigError(f"optim.betas must hold two numbers, got {config.optim.betas}")
+    if schedule.name == "cosine_restart_cyclic":
+        lengths = {len(schedule.periods), len(schedule.restart_weights), len(schedule.eta_mins)}
+        if len(lengths) != 1 or not schedule.periods:
+            raise ConfigError("schedule.periods, restart_weights and eta_mins must be non-empty lists of one length")
+    if schedule.name == "warmup_cosine" and train.epochs is None:
+        raise ConfigError("schedule.name warmup_cosine is per epoch: set train.epochs, not train.iterations")
+    if check_paths:
+        for key in ("train_input", "train_target", "val_input", "val_target"):
+            folder = getattr(data, key)
+            if folder is not None and not Path(folder).is_dir():
+                raise ConfigError(f"data.{key}: folder not found: {folder}")
+        if model.init is not None and not Path(model.init).is_file():
+            raise ConfigError(f"model.init: checkpoint not found: {model.init}")
