@@ -64,7 +64,10 @@ def test_backward_reaches_every_used_parameter(name):
     h, w = _sizes(card)[0]
     loss = sum(out.mean() for out in as_list(model(torch.rand(2, 3, h, w, dtype=torch.float64))))
     loss.backward()
-    unreached = [k for k, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    # A gradient below 1e-12 of the largest one is float64 rounding of an exact zero (e.g. a
+    # conv bias right before a training-mode BatchNorm): that parameter is not reached.
+    grads = {k: 0.0 if p.grad is None else p.grad.abs().max().item() for k, p in model.named_parameters()}
+    unreached = [k for k, g in grads.items() if not g > 1e-12 * max(grads.values())]
     assert [k for k in unreached if not _is_unused(card, k)] == []
     for pattern in card.unused_parameters:  # the card documents real dead parameters only
         assert any(re.search(pattern, k) for k in unreached), pattern
