@@ -118,6 +118,8 @@ def load_checkpoint(
     registered model the file looks like.
     """
     state_dict, meta = read_state_dict(path)
+    if isinstance(model, str) and meta.get("model") not in (None, model):
+        raise CheckpointError(f"{path}: holds a {meta['model']!r} checkpoint, not {model!r}")
     if model is None or isinstance(model, str):
         name = model or meta.get("model") or detect_model(state_dict)
         if name is None:

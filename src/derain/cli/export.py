@@ -1,0 +1,143 @@
+"""``derain export``: a checkpoint to ONNX or TorchScript, checked against eager PyTorch.
+
+ONNX needs the optional ``export`` extra (onnx, onnxscript, onnxruntime). The exported
+graph takes a float RGB batch (N, 3, H, W) in [0, 1] and returns the full-resolution
+restored image only (DMSR's 1/2 and 1/4 outputs are training aids). Height and width are
+dynamic in multiples of the model's size multiple.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..checkpoint import CheckpointError, load_checkpoint
+from ..inference import InferenceSpec, first_output
+from ..registry import list_models
+
+ONNX_TOLERANCE = 1e-4
+TORCHSCRIPT_TOLERANCE = 1e-5
+MAX_DYNAMIC_SIZE = 8192
+
+
+class RestoredImage(nn.Module):
+    """Wraps a model so that it returns only the full-resolution restoration."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, rainy: torch.Tensor) -> torch.Tensor:
+        return first_output(self.model(rainy))
+
+
+def export_onnx(model: nn.Module, path: Path, example: torch.Tensor, multiple: int, dynamic: bool = True) -> Path:
+    """Write ``model`` as ONNX with the dynamo exporter; H and W dynamic multiples of ``multiple``."""
+    dynamic_shapes = None
+    if dynamic:
+        steps = MAX_DYNAMIC_SIZE // multiple
+        height = multiple * torch.export.Dim("height_steps", min=1, max=steps)
+        width = multiple * torch.export.Dim("width_steps", min=1, max=steps)
+        dynamic_shapes = {"rainy": {2: height, 3: width}}
+    program = torch.onnx.export(
+        RestoredImage(model).eval(),
+        (example,),
+        dynamo=True,
+        dynamic_shapes=dynamic_shapes,
+        input_names=["rainy"],
+        output_names=["restored"],
+        verbose=False,
+    )
+    program.save(str(path))
+    return path
+
+
+def export_torchscript(model: nn.Module, path: Path, example: torch.Tensor) -> Path:
+    """Write ``model`` traced to TorchScript (shapes computed from the input stay dynamic)."""
+    with torch.no_grad():
+        traced = torch.jit.trace(RestoredImage(model).eval(), example)
+    traced.save(str(path))
+    return path
+
+
+def parity_error(model: nn.Module, path: Path, fmt: str, rainy: torch.Tensor) -> float:
+    """Largest absolute difference between the exported file and eager PyTorch on ``rainy``."""
+    with torch.no_grad():
+        expected = first_output(model(rainy))
+        if fmt == "onnx":
+            import onnxruntime
+
+            session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+            actual = torch.from_numpy(session.run(None, {"rainy": rainy.numpy()})[0])
+        else:
+            actual = torch.jit.load(str(path))(rainy)
+    return (actual - expected).abs().max().item()
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "export",
+        help="export a model to ONNX or TorchScript",
+        description="Export a checkpoint to ONNX or TorchScript and check it against PyTorch.",
+    )
+    parser.add_argument("name", choices=list_models(), metavar="NAME", help="architecture")
+    parser.add_argument("--weights", type=Path, required=True, help="checkpoint file")
+    parser.add_argument("--format", choices=("onnx", "torchscript"), required=True)
+    parser.add_argument("-o", "--output", type=Path, required=True, help="file to write")
+    parser.add_argument(
+        "--size", type=int, default=64, help="side of the example input (a multiple of the model's)"
+    )
+    parser.add_argument("--static", action="store_true", help="fix H and W to --size (ONNX)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        model = load_checkpoint(args.weights, args.name).cpu()
+    except CheckpointError as err:
+        print(f"derain export: error: {err}", file=sys.stderr)
+        return 2
+    spec = InferenceSpec.of(model)
+    if args.size % spec.size_multiple or args.size < spec.min_size:
+        print(
+            f"derain export: error: --size {args.size} must be a multiple of {spec.size_multiple} "
+            f"and at least {spec.min_size} for {args.name}",
+            file=sys.stderr,
+        )
+        return 2
+    generator = torch.Generator().manual_seed(0)
+    example = torch.rand(1, 3, args.size, args.size, generator=generator)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    if args.format == "onnx":
+        try:
+            import onnxruntime  # noqa: F401  (checked before the slow export)
+        except ImportError:
+            print("derain export: error: ONNX needs: pip install 'derain[export]'", file=sys.stderr)
+            return 2
+        export_onnx(model, args.output, example, spec.size_multiple, dynamic=not args.static)
+        tolerance = ONNX_TOLERANCE
+    else:
+        export_torchscript(model, args.output, example)
+        tolerance = TORCHSCRIPT_TOLERANCE
+    # A second, non-square size checks that height and width really are dynamic.
+    sizes = [(args.size, args.size)]
+    if not args.static:
+        sizes.append((args.size + spec.size_multiple, args.size + 2 * spec.size_multiple))
+    for height, width in sizes:
+        rainy = torch.rand(1, 3, height, width, generator=generator)
+        error = parity_error(model, args.output, args.format, rainy)
+        if not error <= tolerance:
+            print(
+                f"derain export: error: {args.output} differs from PyTorch by {error:.2e} "
+                f"(> {tolerance:.0e}) on a {width}x{height} input"
+                + ("" if args.static else "; try --static"),
+                file=sys.stderr,
+            )
+            return 1
+        print(f"parity {width}x{height}: max |difference| {error:.2e} <= {tolerance:.0e}")
+    print(f"wrote {args.output}")
+    return 0

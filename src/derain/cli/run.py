@@ -1,0 +1,136 @@
+"""``derain run``: derain files, folders and globs into an output folder."""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import sys
+import time
+from pathlib import Path
+
+from tqdm import tqdm
+
+from ..checkpoint import CheckpointError
+from ..data.pairing import IMAGE_SUFFIXES
+from ..imageio import DEFAULT_MAX_PIXELS, ImageReadError, fit_to_format, read_image, write_image
+from ..inference import Deraining
+from ..inference.api import PRECISIONS, PROTOCOLS
+from ..registry import list_models
+
+OUTPUT_FORMATS = ("png", "tif", "jpg", "webp", "bmp")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "run",
+        help="derain images",
+        description="Derain image files, folders and globs; outputs keep the input names.",
+    )
+    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or globs")
+    parser.add_argument("-o", "--output", required=True, type=Path, help="output folder")
+    parser.add_argument("--model", choices=list_models(), help="architecture (required for now)")
+    parser.add_argument("--weights", type=Path, help="checkpoint file for the model")
+    parser.add_argument("--tile", type=int, help="tile side in pixels (default: whole images)")
+    parser.add_argument("--overlap", type=int, default=32, help="pixels shared by tiles (default 32)")
+    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto (default)")
+    parser.add_argument("--precision", choices=tuple(PRECISIONS), default="fp32")
+    parser.add_argument("--batch-size", type=int, default=1, help="tiles per forward pass")
+    parser.add_argument(
+        "--protocol",
+        choices=PROTOCOLS,
+        default="blended",
+        help="blended tiles (default) or the paper's own test procedure",
+    )
+    parser.add_argument(
+        "--format",
+        choices=OUTPUT_FORMATS,
+        default="png",
+        help="output format (default png; jpg/webp/bmp store 8 bits, jpg/bmp no alpha)",
+    )
+    parser.add_argument("--recursive", action="store_true", help="descend into sub-folders")
+    parser.add_argument("--overwrite", action="store_true", help="allow replacing input files")
+    parser.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help="refuse larger images")
+    parser.set_defaults(func=run)
+
+
+def collect_inputs(patterns: list[str], recursive: bool) -> tuple[list[tuple[Path, Path]], list[str]]:
+    """(file, output path relative to the output folder without suffix) pairs, and problems.
+
+    Folders contribute their image files (by suffix); files named explicitly are taken as
+    they are; anything else is tried as a glob.
+    """
+    found, problems = [], []
+    for pattern in patterns:
+        path = Path(pattern)
+        if path.is_dir():
+            children = path.rglob("*") if recursive else path.iterdir()
+            images = sorted(
+                p for p in children
+                if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
+            )
+            if not images:
+                problems.append(f"{path}: no images found (suffixes {', '.join(sorted(IMAGE_SUFFIXES))})")
+            found += [(p, p.relative_to(path).with_suffix("")) for p in images]
+        elif path.is_file():
+            found.append((path, Path(path.stem)))
+        else:
+            matches = sorted(Path(m) for m in glob.glob(pattern, recursive=recursive))
+            files = [m for m in matches if m.is_file()]
+            if not files:
+                problems.append(f"{pattern}: no such file or folder, and no file matches it as a glob")
+            found += [(m, Path(m.stem)) for m in files]
+    return found, problems
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.model is None:
+        print(
+            "derain run: error: --model is required: no default pretrained model is shipped yet; "
+            f"choose one of {', '.join(list_models())} and give its --weights",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        derainer = Deraining(
+            args.model,
+            args.weights,
+            tile=args.tile,
+            overlap=args.overlap,
+            device=args.device,
+            precision=args.precision,
+            batch_size=args.batch_size,
+            protocol=args.protocol,
+        )
+    except (CheckpointError, ValueError) as err:
+        print(f"derain run: error: {err}", file=sys.stderr)
+        return 2
+
+    jobs, failures = collect_inputs(args.inputs, args.recursive)
+    inputs = {source.resolve() for source, _ in jobs}
+    suffix = "." + args.format
+    claimed: dict[Path, Path] = {}
+    done, started = 0, time.perf_counter()
+    for source, relative in tqdm(jobs, unit="image", desc="derain", disable=None):
+        target = args.output / relative.with_suffix(suffix)
+        if target.resolve() in inputs and not args.overwrite:
+            failures.append(f"{source}: output {target} is an input file; pass --overwrite to replace it")
+            continue
+        if target in claimed:
+            failures.append(f"{source}: output {target} is already written from {claimed[target]}")
+            continue
+        claimed[target] = source
+        try:
+            restored = derainer(read_image(source, max_pixels=args.max_pixels))
+            target.parent.mkdir(parents=True, exist_ok=True)
+            write_image(target, fit_to_format(restored, suffix))
+        except (ImageReadError, ValueError, OSError, RuntimeError) as err:
+            # RuntimeError: out of memory on the device; the next (smaller) image may fit.
+            reason = str(err) if isinstance(err, ImageReadError) else f"{source}: {err}"
+            failures.append(reason)
+            continue
+        done += 1
+    seconds = time.perf_counter() - started
+    print(f"derained {done} image(s) in {seconds:.1f} s; {len(failures)} failed", file=sys.stderr)
+    for failure in failures:
+        print(f"  failed: {failure}", file=sys.stderr)
+    return 1 if failures else 0

@@ -1,0 +1,22 @@
+"""Inference: padding, blended tiling, the official test protocols and the high-level call."""
+
+from .api import Deraining, InferenceSpec, derain, resolve_device
+from .padding import pad_to_multiple, padded_size
+from .protocols import OFFICIAL_PROTOCOLS, drsformer_official, windowed_official
+from .tiling import first_output, run_padded, tile_starts, tiled_forward
+
+__all__ = [
+    "OFFICIAL_PROTOCOLS",
+    "Deraining",
+    "InferenceSpec",
+    "derain",
+    "drsformer_official",
+    "first_output",
+    "pad_to_multiple",
+    "padded_size",
+    "resolve_device",
+    "run_padded",
+    "tile_starts",
+    "tiled_forward",
+    "windowed_official",
+]

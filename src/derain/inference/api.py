@@ -1,0 +1,208 @@
+"""The high-level call: derain a NumPy array, a PIL image or a tensor with any model."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+from ..checkpoint import load_checkpoint
+from ..imageio import array_from_pil, from_tensor, to_tensor
+from ..registry import list_models, model_card, model_class
+from .protocols import OFFICIAL_PROTOCOLS
+from .tiling import run_padded, tiled_forward
+
+PROTOCOLS = ("blended", "official")
+PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+ImageLike = TypeVar("ImageLike", np.ndarray, Image.Image, torch.Tensor)
+
+
+@dataclass(frozen=True)
+class InferenceSpec:
+    """The facts of a model's card that inference needs; permissive defaults for others."""
+
+    name: str | None = None
+    size_multiple: int = 1
+    min_size: int = 1
+    batch_independent: bool = True
+    half_precision: bool = True
+
+    @classmethod
+    def of(cls, model: nn.Module) -> InferenceSpec:
+        """The spec of a registered architecture, found by the model's class."""
+        for name in list_models():
+            if type(model) is model_class(name):
+                card = model_card(name)
+                return cls(
+                    name=name,
+                    size_multiple=card.size_multiple,
+                    min_size=card.min_size,
+                    batch_independent=card.batch_independent,
+                    half_precision=card.half_precision,
+                )
+        return cls()
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``"auto"`` picks CUDA, then Apple MPS, then the CPU."""
+    if device != "auto":
+        return torch.device(device)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+class Deraining:
+    """A model kept loaded, ready to derain many images with the same settings.
+
+    Args:
+        model: a module, or a registered name (then ``weights`` is required: no pretrained
+            weights are published yet). With only ``weights``, the architecture is detected.
+        weights: a checkpoint file, loaded with :func:`derain.load_checkpoint`.
+        tile: tile side in pixels, or ``None`` for whole images.
+        overlap: pixels shared by neighbouring tiles, blended linearly.
+        device: ``"cpu"``, ``"cuda"``, ``"auto"``...; tiles run there, full images stay on the CPU.
+        precision: ``"fp32"``, ``"fp16"`` or ``"bf16"`` (autocast).
+        batch_size: tiles per forward pass; 1 for models whose batch items interact.
+        protocol: ``"blended"`` (derain's padding and blended tiles) or ``"official"``
+            (the paper's test procedure, see :mod:`derain.inference.protocols`).
+
+    Example:
+        >>> derainer = Deraining("drsformer", weights="drsformer_rain200h.pth", tile=512)
+        >>> restored = derainer(numpy_image)  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        model: nn.Module | str | None = None,
+        weights: str | Path | None = None,
+        *,
+        tile: int | None = None,
+        overlap: int = 32,
+        device: str | torch.device = "auto",
+        precision: str = "fp32",
+        batch_size: int = 1,
+        protocol: str = "blended",
+    ):
+        if weights is not None:
+            model = load_checkpoint(weights, model)
+        elif model is None:
+            raise ValueError("give a model (a module or a registered name) or weights=PATH")
+        elif isinstance(model, str):
+            model_card(model)  # an unknown name fails here with the list of known ones
+            raise ValueError(
+                f"no pretrained weights are published for {model!r} yet; pass weights=PATH "
+                "(a checkpoint file) or a module"
+            )
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        if protocol not in PROTOCOLS:
+            raise ValueError(f"protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
+        self.spec = InferenceSpec.of(model)
+        if precision == "fp16" and not self.spec.half_precision:
+            raise ValueError(
+                f"{self.spec.name} is not reliable in fp16 (its card says half_precision=False); "
+                "use bf16 or fp32"
+            )
+        if protocol == "official" and self.spec.name not in OFFICIAL_PROTOCOLS:
+            raise ValueError(
+                f"no official test protocol is known for {self.spec.name or type(model).__name__}; "
+                f"known for: {', '.join(OFFICIAL_PROTOCOLS)}"
+            )
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.device = resolve_device(device)
+        self.model = model.eval().to(self.device)
+        self.tile, self.overlap, self.protocol = tile, overlap, protocol
+        self.precision = precision
+        # Batching tiles of a model whose batch items interact would change its output.
+        self.batch_size = batch_size if self.spec.batch_independent else 1
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.precision == "fp32":
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=PRECISIONS[self.precision])
+
+    @torch.inference_mode()
+    def restore(self, rainy: torch.Tensor) -> torch.Tensor:
+        """Derain a float RGB batch (N, 3, H, W) in [0, 1]; the result is float32, where ``rainy`` is."""
+        if rainy.dim() != 4 or rainy.shape[1] != 3:
+            raise ValueError(f"expected an RGB batch (N, 3, H, W), got shape {tuple(rainy.shape)}")
+        x = rainy.float()
+        with self._autocast():
+            if self.protocol == "official":
+                protocol = OFFICIAL_PROTOCOLS[self.spec.name]
+                options = {"tile": self.tile, "overlap": self.overlap} if self.spec.name == "drsformer" else {}
+                restored = protocol(self.model, x.to(self.device), **options)
+            elif self.tile is None:
+                restored = run_padded(
+                    self.model, x.to(self.device), self.spec.size_multiple, min_size=self.spec.min_size
+                )
+            else:
+                restored = tiled_forward(
+                    self.model,
+                    x.cpu(),
+                    self.tile,
+                    self.overlap,
+                    self.spec.size_multiple,
+                    min_size=self.spec.min_size,
+                    batch_size=self.batch_size,
+                    device=self.device,
+                )
+        return restored.float().clamp_(0, 1).to(rainy.device)
+
+    def __call__(self, image: ImageLike) -> ImageLike:
+        """Derain one image and return the same kind: array, PIL image or tensor.
+
+        Arrays: H×W, H×W×3 or H×W×4, uint8/uint16/float (dtype kept, alpha untouched,
+        grayscale stays grayscale). PIL images: any mode (palette/CMYK come back RGB).
+        Tensors: float (3, H, W) or (N, 3, H, W) in [0, 1], or one channel for grayscale.
+        """
+        if isinstance(image, torch.Tensor):
+            return self._restore_tensor(image)
+        if isinstance(image, Image.Image):
+            return Image.fromarray(self(array_from_pil(image)))
+        if isinstance(image, np.ndarray):
+            tensor, info = to_tensor(image)
+            return from_tensor(self.restore(tensor), info)
+        raise TypeError(f"expected a NumPy array, PIL image or tensor, got {type(image).__name__}")
+
+    def _restore_tensor(self, image: torch.Tensor) -> torch.Tensor:
+        if not image.is_floating_point():
+            raise ValueError(f"expected a float tensor in [0, 1], got {image.dtype}")
+        batch = image if image.dim() == 4 else image.unsqueeze(0)
+        if batch.dim() != 4 or batch.shape[1] not in (1, 3):
+            raise ValueError(f"expected (3, H, W) or (N, 3, H, W) (or 1 channel), got {tuple(image.shape)}")
+        grayscale = batch.shape[1] == 1
+        restored = self.restore(batch.expand(-1, 3, -1, -1) if grayscale else batch)
+        restored = restored.mean(1, keepdim=True) if grayscale else restored
+        return restored.reshape(image.shape).to(image.dtype)
+
+
+def derain(
+    image: ImageLike,
+    model: nn.Module | str | None = None,
+    weights: str | Path | None = None,
+    *,
+    tile: int | None = None,
+    overlap: int = 32,
+    device: str | torch.device = "auto",
+    precision: str = "fp32",
+    protocol: str = "blended",
+) -> ImageLike:
+    """Derain one image (array, PIL image or tensor) and return the same kind.
+
+    A one-off call: it loads the model each time; use :class:`Deraining` for many images.
+    See :class:`Deraining` for the arguments.
+    """
+    return Deraining(
+        model, weights, tile=tile, overlap=overlap, device=device, precision=precision, protocol=protocol
+    )(image)

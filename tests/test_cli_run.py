@@ -1,0 +1,125 @@
+"""``derain run`` and ``derain models`` on a folder of mixed real-world files."""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import derain
+from derain.cli import models as models_command
+from derain.cli import run as run_command
+from derain.imageio import read_image, write_image
+
+
+def cli(module, argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="derain")
+    module.register(parser.add_subparsers())
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    torch.manual_seed(0)
+    config = dict(derain.model_card("drsformer").tiny_config)
+    model = derain.create_model("drsformer", **config)
+    return derain.save_weights(tmp_path_factory.mktemp("w") / "tiny.pth", model, "drsformer", config)
+
+
+@pytest.fixture
+def mixed_folder(tmp_path):
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "photos"
+    (folder / "sub").mkdir(parents=True)
+    write_image(folder / "dot.png", rng.integers(0, 256, (1, 1, 3), dtype=np.uint8))
+    write_image(folder / "wide.jpg", rng.integers(0, 256, (40, 600, 3), dtype=np.uint8))
+    write_image(folder / "gray.png", rng.integers(0, 256, (33, 47), dtype=np.uint8))
+    write_image(folder / "logo.png", rng.integers(0, 256, (30, 20, 4), dtype=np.uint8))
+    write_image(folder / "deep.tif", rng.integers(0, 65536, (25, 31, 3), dtype=np.uint16))
+    write_image(folder / "sub" / "nested.webp", rng.integers(0, 256, (16, 16, 3), dtype=np.uint8))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate: the 10x20 file shows as 20x10
+    Image.fromarray(rng.integers(0, 256, (10, 20, 3), dtype=np.uint8)).save(folder / "turned.jpg", exif=exif)
+    (folder / "empty.png").write_bytes(b"")
+    (folder / "notes.bmp").write_text("not an image")
+    cut = write_image(folder / "cut.png", rng.integers(0, 256, (64, 64, 3), dtype=np.uint8))
+    cut.write_bytes(cut.read_bytes()[:300])
+    (folder / "readme.txt").write_text("ignored: not an image suffix")
+    return folder
+
+
+def test_mixed_folder(mixed_folder, weights, tmp_path, capsys):
+    out = tmp_path / "out"
+    code = cli(run_command, ["run", str(mixed_folder), "-o", str(out), "--model", "drsformer",
+                             "--weights", str(weights), "--tile", "32", "--overlap", "8", "--device", "cpu"])
+    assert code == 1  # some inputs failed
+    err = capsys.readouterr().err
+    assert "derained 6 image(s)" in err and "3 failed" in err
+    assert "empty.png: empty file (0 bytes)" in err
+    assert "notes.bmp: not an image" in err
+    assert "cut.png: corrupt or truncated" in err
+    written = {p.name: read_image(p) for p in out.iterdir()}
+    assert sorted(written) == ["deep.png", "dot.png", "gray.png", "logo.png", "turned.png", "wide.png"]
+    assert written["dot.png"].shape == (1, 1, 3)
+    assert written["wide.png"].shape == (40, 600, 3)
+    assert written["gray.png"].shape == (33, 47)
+    assert written["turned.png"].shape == (20, 10, 3)
+    assert written["deep.png"].dtype == np.uint16 and written["deep.png"].shape == (25, 31, 3)
+    np.testing.assert_array_equal(written["logo.png"][..., 3], read_image(mixed_folder / "logo.png")[..., 3])
+
+
+def test_recursive_glob_format_and_success_code(mixed_folder, weights, tmp_path, capsys):
+    out = tmp_path / "out"
+    code = cli(run_command, ["run", str(mixed_folder), "-o", str(out), "--recursive", "--model", "drsformer",
+                             "--weights", str(weights), "--device", "cpu"])
+    assert code == 1 and (out / "sub" / "nested.png").is_file()
+    code = cli(run_command, ["run", str(mixed_folder / "*.tif"), str(mixed_folder / "logo.png"), "-o", str(out),
+                             "--format", "jpg", "--model", "drsformer", "--weights", str(weights)])
+    assert code == 0
+    assert read_image(out / "deep.jpg").dtype == np.uint8  # JPEG holds 8 bits
+    assert read_image(out / "logo.jpg").shape == (30, 20, 3)  # and no alpha
+    assert "derained 2 image(s)" in capsys.readouterr().err
+
+
+def test_never_overwrites_an_input_without_permission(tmp_path, weights, capsys):
+    path = write_image(tmp_path / "a.png", np.zeros((8, 8, 3), np.uint8))
+    before = path.read_bytes()
+    argv = ["run", str(path), "-o", str(tmp_path), "--model", "drsformer", "--weights", str(weights)]
+    assert cli(run_command, argv) == 1
+    assert "is an input file; pass --overwrite" in capsys.readouterr().err
+    assert path.read_bytes() == before
+    assert cli(run_command, argv + ["--overwrite"]) == 0
+    assert read_image(path).shape == (8, 8, 3)
+
+
+def test_usage_errors(tmp_path, weights, capsys):
+    image = str(write_image(tmp_path / "a.png", np.zeros((8, 8, 3), np.uint8)))
+    out = str(tmp_path / "out")
+    assert cli(run_command, ["run", image, "-o", out]) == 2
+    assert "--model is required: no default pretrained model" in capsys.readouterr().err
+    assert cli(run_command, ["run", image, "-o", out, "--model", "dmsr"]) == 2
+    assert "no pretrained weights are published for 'dmsr'" in capsys.readouterr().err
+    assert cli(run_command, ["run", image, "-o", out, "--model", "drsformer", "--weights", "missing.pth"]) == 2
+    assert "checkpoint file not found: missing.pth" in capsys.readouterr().err
+    official_layout = tmp_path / "drsformer_params.pth"  # BasicSR layout, no derain metadata
+    torch.save({"params": torch.load(weights, weights_only=True)["params"]}, official_layout)
+    assert cli(run_command, ["run", image, "-o", out, "--model", "dmsr", "--weights", str(official_layout)]) == 2
+    assert "drsformer" in capsys.readouterr().err  # the loader names what the file looks like
+    assert cli(run_command, ["run", str(tmp_path / "nothing*.png"), "-o", out, "--model", "drsformer",
+                             "--weights", str(weights)]) == 1
+    assert "no file matches it as a glob" in capsys.readouterr().err
+
+
+def test_models_command(capsys):
+    assert cli(models_command, ["models"]) == 0
+    listing = capsys.readouterr().out
+    for name in derain.list_models():
+        assert name in listing
+    assert "none published yet" in listing
+    assert cli(models_command, ["models", "dmsr"]) == 0
+    card = capsys.readouterr().out
+    assert "size_multiple: 16" in card and "num_params: " in card
