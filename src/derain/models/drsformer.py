@@ -1,0 +1,398 @@
+"""DRSformer: a sparse Transformer for image deraining.
+
+X. Chen, H. Li, M. Li, J. Pan, "Learning A Sparse Transformer Network for Effective Image
+Deraining", CVPR 2023. Official code: https://github.com/cschenxiang/DRSformer (commit
+e77bbb4; ``basicsr/models/archs/DRSformer_arch.py`` and ``DRSformer_arch_200L+SPA.py``),
+which has no licence file. This is an independent implementation that keeps the official
+parameter names, so the released checkpoints load with ``strict=True``.
+
+The network is Restormer's four-level U-Net with three changes: top-k sparse attention
+(TKSA), a mixed-scale feed-forward network (MSFN), and two mixture-of-experts feature
+compensators (MEFC) after the patch embedding and before the output. The official
+Rain200L and SPA-Data models omit the MEFC sub-networks (``mefc=False``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..registry import ModelCard, register_model
+from .layers import ChannelLayerNorm, RestormerUNet, layer_norm_type_has_bias
+
+# Fractions of the channels per head that the four sparse attention maps keep, in the
+# official expressions (``int(C/2)``, ``int(C*2/3)``, ...) so the counts round identically.
+_TOP_K_FRACTIONS = ((1, 2), (2, 3), (3, 4), (4, 5))
+
+
+def _fast_layout(x: torch.Tensor) -> torch.Tensor:
+    """``x`` in the memory layout where its depthwise convolutions run fastest.
+
+    On CPU, oneDNN's depthwise kernels (float32, bfloat16, float16) are several times
+    faster on channels-last tensors than on NCHW ones, and depthwise convs dominate this
+    network's run time; float64 goes through PyTorch's generic kernels, which are fast on
+    NCHW only. Values are the same either way.
+    """
+    if x.device.type == "cpu" and x.dtype in (torch.float32, torch.bfloat16, torch.float16):
+        return x.contiguous(memory_format=torch.channels_last)
+    return x
+
+
+class TopKSparseAttention(nn.Module):
+    """Top-k sparse channel attention (TKSA; official class ``Attention``).
+
+    Scores are the C×C cosine similarities between the channels of q and k within a head,
+    scaled by a learnt temperature. Four sparse copies keep the top ``int(C/2)``,
+    ``int(2C/3)``, ``int(3C/4)``, ``int(4C/5)`` scores of each row, each is soft-maxed,
+    and their products with v are summed with the free scalars ``attn1..attn4``.
+
+    Instead of four masks, softmaxes and matmuls, one sorted top-k gives all four
+    sparse maps: the row maximum is in every kept set, so with ``E = exp(top - max)`` the
+    softmax denominator for count k is ``cumsum(E)[k-1]``. The weighted sum of the four
+    maps is ``E · Σᵢ attnᵢ [rank < kᵢ] / denomᵢ`` scattered into a C×C matrix, which
+    multiplies v once (``Σᵢ attnᵢ (Pᵢ v) = (Σᵢ attnᵢ Pᵢ) v``).
+    """
+
+    def __init__(self, dim: int, num_heads: int, bias: bool) -> None:
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"channels ({dim}) must be divisible by the head count ({num_heads})")
+        head_channels = dim // num_heads
+        if head_channels < 2:
+            raise ValueError(
+                f"{dim} channels with {num_heads} heads leave {head_channels} channel per head; "
+                "top-k attention needs at least 2 (with 1 it keeps int(1/2) = 0 scores and the "
+                "official code returns NaN)"
+            )
+        self.num_heads = num_heads
+        self.top_k = tuple(int(head_channels * n / d) for n, d in _TOP_K_FRACTIONS)
+        self.temperature = nn.Parameter(torch.ones(num_heads, 1, 1))
+        self.qkv = nn.Conv2d(dim, dim * 3, 1, bias=bias)
+        self.qkv_dwconv = nn.Conv2d(dim * 3, dim * 3, 3, padding=1, groups=dim * 3, bias=bias)
+        self.project_out = nn.Conv2d(dim, dim, 1, bias=bias)
+        self.attn1 = nn.Parameter(torch.tensor([0.2]))
+        self.attn2 = nn.Parameter(torch.tensor([0.2]))
+        self.attn3 = nn.Parameter(torch.tensor([0.2]))
+        self.attn4 = nn.Parameter(torch.tensor([0.2]))
+        # rank r of a sorted top-k row belongs to sparse map i when r < k_i
+        ranks = torch.arange(max(self.top_k))
+        self.register_buffer(
+            "_kept", ranks < torch.tensor(self.top_k).unsqueeze(1), persistent=False
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        # (B, 3, heads, C, H·W) views of the qkv channels, in whatever memory format x has
+        qkv = self.qkv_dwconv(self.qkv(x)).flatten(2).unflatten(1, (3, self.num_heads, -1))
+        q, k, v = qkv.unbind(1)
+        # cosine similarity: F.normalize's q / max(|q|, eps) applied to the C×C products
+        # instead of the C×(H·W) maps
+        q_norm = torch.linalg.vector_norm(q, dim=-1, keepdim=True).clamp_min(1e-12)
+        k_norm = torch.linalg.vector_norm(k, dim=-1, keepdim=True).clamp_min(1e-12)
+        scores = (q @ k.transpose(-2, -1)) / (q_norm * k_norm.transpose(-2, -1)) * self.temperature
+        # (attention · v)ᵀ = vᵀ · attentionᵀ is (B, heads, H·W, C): channels last once heads merge
+        out = v.transpose(-2, -1) @ self.sparse_attention(scores).transpose(-2, -1)
+        out = out.permute(0, 2, 1, 3).reshape(b, h, w, c).permute(0, 3, 1, 2)
+        return self.project_out(out)
+
+    def sparse_attention(self, scores: torch.Tensor) -> torch.Tensor:
+        """Σᵢ attnᵢ · softmax(top-kᵢ of each row of ``scores``, others −inf), shape (..., C, C)."""
+        top, index = torch.topk(scores, max(self.top_k), dim=-1)
+        exp = torch.exp(top - top[..., :1])
+        denominators = torch.cumsum(exp, dim=-1)[..., [k - 1 for k in self.top_k]]
+        scalars = torch.cat([self.attn1, self.attn2, self.attn3, self.attn4])
+        coefficients = (scalars / denominators) @ self._kept.to(scores.dtype)
+        return torch.zeros_like(scores).scatter_(-1, index, exp * coefficients)
+
+
+class MixedScaleFeedForward(nn.Module):
+    """Mixed-scale feed-forward network (MSFN; official class ``FeedForward``).
+
+    Parallel 3×3 and 5×5 depthwise paths; their halves are exchanged
+    (``[a3, a5]`` and ``[b3, b5]``) and each mix goes through a grouped conv whose groups
+    read two neighbouring channels (2g and 2g+1), as in the official code.
+
+    PyTorch's CPU kernels for convs with two input channels per group are several times
+    slower than depthwise ones, so :func:`_pairwise_grouped_conv` computes them as a
+    depthwise conv followed by a sum of neighbouring channels: the same function.
+    """
+
+    def __init__(self, dim: int, ffn_expansion_factor: float, bias: bool) -> None:
+        super().__init__()
+        hidden = int(dim * ffn_expansion_factor)
+        self.project_in = nn.Conv2d(dim, hidden * 2, 1, bias=bias)
+        self.dwconv3x3 = nn.Conv2d(hidden * 2, hidden * 2, 3, padding=1, groups=hidden * 2, bias=bias)
+        self.dwconv5x5 = nn.Conv2d(hidden * 2, hidden * 2, 5, padding=2, groups=hidden * 2, bias=bias)
+        self.dwconv3x3_1 = nn.Conv2d(hidden * 2, hidden, 3, padding=1, groups=hidden, bias=bias)
+        self.dwconv5x5_1 = nn.Conv2d(hidden * 2, hidden, 5, padding=2, groups=hidden, bias=bias)
+        self.project_out = nn.Conv2d(hidden * 2, dim, 1, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.project_in(x)
+        a3, b3 = F.relu(self.dwconv3x3(x)).chunk(2, dim=1)
+        a5, b5 = F.relu(self.dwconv5x5(x)).chunk(2, dim=1)
+        x1 = F.relu(_pairwise_grouped_conv(self.dwconv3x3_1, torch.cat([a3, a5], dim=1)))
+        x2 = F.relu(_pairwise_grouped_conv(self.dwconv5x5_1, torch.cat([b3, b5], dim=1)))
+        return self.project_out(torch.cat([x1, x2], dim=1))
+
+
+def _pairwise_grouped_conv(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    """``conv(x)`` for a conv with groups of two input channels and one output each.
+
+    Output g is ``w[g, 0] ⋆ x[2g] + w[g, 1] ⋆ x[2g+1]``: a depthwise conv with the kernels
+    ``w.view(2G, 1, k, k)`` followed by the sum of each pair of neighbouring channels.
+    """
+    out_channels, _, kh, kw = conv.weight.shape
+    y = F.conv2d(x, conv.weight.view(2 * out_channels, 1, kh, kw), padding=conv.padding, groups=2 * out_channels)
+    y = y[:, 0::2] + y[:, 1::2]
+    return y if conv.bias is None else y + conv.bias.view(1, -1, 1, 1)
+
+
+class SparseTransformerBlock(nn.Module):
+    """Pre-norm block: ``x + TKSA(norm1(x))``, then ``x + MSFN(norm2(x))``.
+
+    Works in the memory layout :func:`_fast_layout` picks (channels-last for float32 on
+    CPU), converting its input only if needed.
+    """
+
+    def __init__(
+        self, dim: int, num_heads: int, ffn_expansion_factor: float, bias: bool, with_bias_norm: bool
+    ) -> None:
+        super().__init__()
+        self.norm1 = ChannelLayerNorm(dim, with_bias_norm)
+        self.attn = TopKSparseAttention(dim, num_heads, bias)
+        self.norm2 = ChannelLayerNorm(dim, with_bias_norm)
+        self.ffn = MixedScaleFeedForward(dim, ffn_expansion_factor, bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = _fast_layout(x)
+        x = x + self.attn(self.norm1(x))
+        return x + self.ffn(self.norm2(x))
+
+
+# --- Mixture of experts feature compensator (MEFC) -------------------------------------
+# Official names: ``subnet`` > ``layers`` = [``OALayer`` (ca_fc), ``GroupOLs`` (preprocess,
+# _ops)] > ``OperationLayer`` (_ops, _out) > ``SepConv`` / ``DilConv`` (op).
+
+_STEPS = 4
+_NUM_EXPERTS = 8  # sep conv 1/3/5/7, dilated conv 3/5/7, 3×3 average pool
+
+
+class _SeparableConv(nn.Module):
+    """Official ``SepConv``: (depthwise k×k → 1×1) → ReLU → (depthwise k×k → 1×1)."""
+
+    def __init__(self, channels: int, kernel_size: int) -> None:
+        super().__init__()
+        pad = kernel_size // 2
+        self.op = nn.Sequential(
+            nn.Conv2d(channels, channels, kernel_size, padding=pad, groups=channels, bias=False),
+            nn.Conv2d(channels, channels, 1, bias=False),
+            nn.ReLU(),
+            nn.Conv2d(channels, channels, kernel_size, padding=pad, groups=channels, bias=False),
+            nn.Conv2d(channels, channels, 1, bias=False),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.op(x)
+
+
+class _DilatedConv(nn.Module):
+    """Official ``DilConv``: depthwise k×k with dilation 2 → 1×1."""
+
+    def __init__(self, channels: int, kernel_size: int) -> None:
+        super().__init__()
+        self.op = nn.Sequential(
+            nn.Conv2d(
+                channels, channels, kernel_size, padding=kernel_size - 1, dilation=2,
+                groups=channels, bias=False,
+            ),
+            nn.Conv2d(channels, channels, 1, bias=False),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.op(x)
+
+
+class _ExpertStep(nn.Module):
+    """One step (official ``OperationLayer``): the eight experts weighted per sample, fused by 1×1."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self._ops = nn.ModuleList(
+            [_SeparableConv(channels, k) for k in (1, 3, 5, 7)]
+            + [_DilatedConv(channels, k) for k in (3, 5, 7)]
+            + [nn.AvgPool2d(3, stride=1, padding=1, count_include_pad=False)]
+        )
+        self._out = nn.Sequential(nn.Conv2d(channels * _NUM_EXPERTS, channels, 1, bias=False), nn.ReLU())
+
+    def forward(self, x: torch.Tensor, expert_weights: torch.Tensor) -> torch.Tensor:
+        """``expert_weights`` is (B, 8); expert o's output is scaled by column o."""
+        weights = expert_weights.view(*expert_weights.shape, 1, 1)
+        return self._out(torch.cat([op(x) * weights[:, o : o + 1] for o, op in enumerate(self._ops)], 1))
+
+
+class _ExpertGate(nn.Module):
+    """Official ``OALayer``: global average pool → MLP → logits (B, steps, experts)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        logits = _STEPS * _NUM_EXPERTS
+        self.ca_fc = nn.Sequential(nn.Linear(channels, logits * 2), nn.ReLU(), nn.Linear(logits * 2, logits))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.ca_fc(x.mean(dim=(2, 3))).view(-1, _STEPS, _NUM_EXPERTS)
+
+
+class _ConvReLU(nn.Module):
+    """Official ``ReLUConv`` (despite its name: 1×1 conv, then ReLU)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.op = nn.Sequential(nn.Conv2d(channels, channels, 1, bias=False), nn.ReLU())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.op(x)
+
+
+class _ExpertSteps(nn.Module):
+    """Official ``GroupOLs``: 1×1 conv + ReLU, then residual expert steps."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.preprocess = _ConvReLU(channels)
+        self._ops = nn.ModuleList(_ExpertStep(channels) for _ in range(_STEPS))
+
+    def forward(self, x: torch.Tensor, expert_weights: torch.Tensor) -> torch.Tensor:
+        x = self.preprocess(x)
+        for step, layer in enumerate(self._ops):
+            x = F.relu(x + layer(x, expert_weights[:, step]))
+        return x
+
+
+class MixtureOfExpertsCompensator(nn.Module):
+    """MEFC (official class ``subnet``, one layer of four steps).
+
+    A gate computes per-sample softmax weights over eight CNN experts for each step from
+    the globally pooled features; each step mixes the weighted expert outputs with a 1×1
+    conv and adds them residually. Works in :func:`_fast_layout`, like the blocks.
+    """
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList([_ExpertGate(channels), _ExpertSteps(channels)])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gate, steps = self.layers
+        x = _fast_layout(x)
+        return steps(x, torch.softmax(gate(x), dim=-1))
+
+
+def _blocks_in(state_dict: Mapping[str, torch.Tensor], stage: str) -> int:
+    return sum(1 for key in state_dict if key.startswith(f"{stage}.") and key.endswith(".norm1.body.weight"))
+
+
+_CARD = ModelCard(
+    name="drsformer",
+    paper=(
+        "X. Chen, H. Li, M. Li, J. Pan. Learning A Sparse Transformer Network for Effective "
+        "Image Deraining. CVPR 2023, pp. 5896-5905."
+    ),
+    official_repo="https://github.com/cschenxiang/DRSformer",
+    licence="no licence file in the official repository",
+    size_multiple=8,
+    min_size=8,
+    batch_independent=True,
+    num_outputs=1,
+    half_precision=False,
+    tiling=(
+        "Channel attention is global over the image, so tiles change the result; the "
+        "official test.py runs whole images, or optional tiles (multiple of 8) with 32 px "
+        "overlap averaged uniformly. Prefer whole images; tile only when memory runs out."
+    ),
+    recipe="configs/drsformer.yaml",
+    tiny_config={"dim": 8, "num_blocks": [1, 1, 1, 1], "heads": [1, 2, 2, 4]},
+    paper_results={
+        "Rain200L": (41.23, 0.9894),
+        "Rain200H": (32.17, 0.9326),
+        "DID-Data": (35.35, 0.9646),
+        "DDN-Data": (34.35, 0.9588),
+        "SPA-Data": (48.54, 0.9924),
+    },
+    notes=(
+        "mefc=True is the official DRSformer_arch.py (Rain200H, DID-Data, DDN-Data "
+        "checkpoints); mefc=False is DRSformer_arch_200L+SPA.py (Rain200L, SPA-Data). "
+        "Paper results are Table 1 of the camera-ready paper (MATLAB, Y channel). "
+        "Half precision: float32 is recommended; like Restormer, the layer-norm statistics "
+        "can overflow in float16, and bfloat16 near-ties change which scores top-k keeps."
+    ),
+)
+
+
+@register_model(_CARD)
+class DRSformer(RestormerUNet):
+    """DRSformer (CVPR 2023) with the official constructor; ``mefc`` picks the official file.
+
+    Input: RGB (B, 3, H, W) in [0, 1], H and W multiples of 8. Output: the derained image,
+    same shape (the network predicts a residual that is added to the input).
+    """
+
+    def __init__(
+        self,
+        inp_channels: int = 3,
+        out_channels: int = 3,
+        dim: int = 48,
+        num_blocks: Sequence[int] = (4, 6, 6, 8),
+        heads: Sequence[int] = (1, 2, 4, 8),
+        ffn_expansion_factor: float = 2.66,
+        bias: bool = False,
+        LayerNorm_type: str = "WithBias",  # noqa: N803  (official argument name)
+        mefc: bool = True,
+    ) -> None:
+        with_bias_norm = layer_norm_type_has_bias(LayerNorm_type)
+
+        def block(channels: int, num_heads: int) -> SparseTransformerBlock:
+            return SparseTransformerBlock(channels, num_heads, ffn_expansion_factor, bias, with_bias_norm)
+
+        super().__init__(block, inp_channels, out_channels, dim, num_blocks, heads, bias)
+        if mefc:
+            self.encoder_level0 = MixtureOfExpertsCompensator(dim)
+            self.refinement = MixtureOfExpertsCompensator(dim * 2)
+
+    def forward(self, inp_img: torch.Tensor) -> torch.Tensor:
+        # the blocks compute channels-last; callers get the usual contiguous NCHW tensor
+        return super().forward(inp_img).contiguous()
+
+    @classmethod
+    def config_from_state_dict(cls, state_dict: Mapping[str, torch.Tensor]) -> dict[str, Any]:
+        """Constructor arguments of the model that produced ``state_dict`` (official keys)."""
+        embed = state_dict["patch_embed.proj.weight"]
+        dim, inp_channels = embed.shape[0], embed.shape[1]
+        stages = ("encoder_level1", "encoder_level2", "encoder_level3", "latent")
+        num_blocks = [_blocks_in(state_dict, stage) for stage in stages]
+        heads = [state_dict[f"{stage}.0.attn.temperature"].shape[0] for stage in stages]
+        hidden = [
+            state_dict[f"{stage}.0.ffn.dwconv3x3_1.weight"].shape[0] for stage in stages
+        ]
+        widths = [dim * 2**level for level in range(4)]
+        for factor in (2.66, hidden[0] / dim):
+            if all(int(c * factor) == n for c, n in zip(widths, hidden)):
+                break
+        else:
+            raise ValueError(
+                f"no ffn_expansion_factor gives the feed-forward widths {hidden} "
+                f"for channels {widths}"
+            )
+        return {
+            "inp_channels": inp_channels,
+            "out_channels": state_dict["output.weight"].shape[0],
+            "dim": dim,
+            "num_blocks": num_blocks,
+            "heads": heads,
+            "ffn_expansion_factor": factor,
+            "bias": "output.bias" in state_dict,
+            "LayerNorm_type": "WithBias" if "encoder_level1.0.norm1.body.bias" in state_dict else "BiasFree",
+            "mefc": "encoder_level0.layers.0.ca_fc.0.weight" in state_dict,
+        }
