@@ -243,3 +243,14 @@ def test_fit_to_format_reduces_only_what_the_format_cannot_hold():
     assert fit_to_format(RGBA16, ".webp").shape == (9, 13, 4)
     with pytest.raises(ValueError, match="unknown image suffix '.gif'"):
         fit_to_format(RGB8, ".gif")
+
+
+@pytest.mark.parametrize("suffix", [".png", ".jpg"])
+def test_orientation_can_be_ignored_as_matlab_imread_does(tmp_path, suffix):
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    path = tmp_path / f"o{suffix}"
+    Image.fromarray(RGB8).save(path, exif=exif)
+    raw = read_image(path, upright=False)
+    assert raw.shape == RGB8.shape
+    assert read_image(path).shape == (RGB8.shape[1], RGB8.shape[0], 3)

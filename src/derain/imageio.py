@@ -73,8 +73,13 @@ class ImageReadError(ValueError):
         super().__init__(f"{self.path}: {reason}")
 
 
-def read_image(path: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+def read_image(
+    path: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_PIXELS, upright: bool = True
+) -> np.ndarray:
     """Decode ``path`` into an upright H×W, H×W×3 or H×W×4 uint8/uint16 array.
+
+    ``upright=False`` ignores the EXIF orientation, as MATLAB's ``imread`` does (the paper
+    metric protocols read images that way).
 
     16-bit files stay uint16; palette images become RGB (RGBA if they have transparency);
     CMYK, YCbCr and LAB become RGB; gray+alpha becomes RGBA. Images with more than
@@ -103,13 +108,13 @@ def read_image(path: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_PIXELS)
                         f"{max_pixels} (possible decompression bomb; raise max_pixels to allow)",
                     )
                 if _is_16bit_colour_png(path, img):
-                    array = _upright(_read_png_16bit(path), img)
+                    array = _upright(_read_png_16bit(path), img, upright)
                 elif _is_16bit_colour_tiff(img):
-                    array = _upright(tifffile.imread(path, key=0), img)
+                    array = _upright(tifffile.imread(path, key=0), img, upright)
                 else:
                     img.load()
                     try:
-                        array = array_from_pil(ImageOps.exif_transpose(img))
+                        array = array_from_pil(ImageOps.exif_transpose(img) if upright else img)
                     except UnsupportedImageError as err:
                         raise ImageReadError(path, str(err)) from None
     except ImageReadError:
@@ -123,8 +128,10 @@ def read_image(path: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_PIXELS)
     return _as_gray_rgb_or_rgba(path, array)
 
 
-def _upright(array: np.ndarray, img: Image.Image) -> np.ndarray:
+def _upright(array: np.ndarray, img: Image.Image, upright: bool) -> np.ndarray:
     """Apply the EXIF orientation of ``img`` to an array decoded without Pillow."""
+    if not upright:
+        return array
     transform = _ORIENTATION.get(img.getexif().get(_EXIF_ORIENTATION, 1))
     return np.ascontiguousarray(transform(array)) if transform else array
 

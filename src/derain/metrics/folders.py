@@ -45,7 +45,7 @@ class Evaluation:
 
 
 def _read_8bit(path: Path, why: str) -> np.ndarray:
-    image = read_image(path)
+    image = read_image(path, upright=False)  # MATLAB's imread ignores EXIF orientation
     if image.dtype != np.uint8:
         raise ValueError(f"{path}: {image.dtype} image; {why} (8-bit images only)")
     return image
