@@ -10,9 +10,11 @@ import torch
 from PIL import Image
 
 import derain
+from derain import pretrained
 from derain.cli import models as models_command
 from derain.cli import run as run_command
 from derain.imageio import read_image, write_image
+from test_pretrained import install_tiny_pretrained
 
 
 def cli(module, argv: list[str]) -> int:
@@ -96,13 +98,17 @@ def test_never_overwrites_an_input_without_permission(tmp_path, weights, capsys)
     assert read_image(path).shape == (8, 8, 3)
 
 
-def test_usage_errors(tmp_path, weights, capsys):
+def test_usage_errors(tmp_path, weights, capsys, monkeypatch):
     image = str(write_image(tmp_path / "a.png", np.zeros((8, 8, 3), np.uint8)))
     out = str(tmp_path / "out")
+    monkeypatch.setattr(pretrained, "PRETRAINED", {})
     assert cli(run_command, ["run", image, "-o", out]) == 2
-    assert "--model is required: no default pretrained model" in capsys.readouterr().err
+    assert "no pretrained weights 'derain-synth' are installed" in capsys.readouterr().err
+    install_tiny_pretrained(tmp_path / "pretrained", monkeypatch)
     assert cli(run_command, ["run", image, "-o", out, "--model", "dmsr"]) == 2
-    assert "no pretrained weights are published for 'dmsr'" in capsys.readouterr().err
+    assert "pretrained weights 'derain-synth' are for 'drsformer', not 'dmsr'" in capsys.readouterr().err
+    assert cli(run_command, ["run", image, "-o", out, "--pretrained", "rain9000"]) == 2
+    assert "(available: derain-synth)" in capsys.readouterr().err
     assert cli(run_command, ["run", image, "-o", out, "--model", "drsformer", "--weights", "missing.pth"]) == 2
     assert "checkpoint file not found: missing.pth" in capsys.readouterr().err
     official_layout = tmp_path / "drsformer_params.pth"  # BasicSR layout, no derain metadata
@@ -114,12 +120,36 @@ def test_usage_errors(tmp_path, weights, capsys):
     assert "no file matches it as a glob" in capsys.readouterr().err
 
 
-def test_models_command(capsys):
+def test_default_model_writes_into_derained(tmp_path, monkeypatch, capsys):
+    """``derain run photo.jpg`` alone: the shipped default model, output in ./derained/."""
+    model = install_tiny_pretrained(tmp_path / "pretrained", monkeypatch)
+    rainy = np.random.default_rng(1).integers(0, 256, (24, 40, 3), dtype=np.uint8)
+    write_image(tmp_path / "photo.jpg", rainy)
+    monkeypatch.chdir(tmp_path)
+    assert cli(run_command, ["run", "photo.jpg"]) == 0
+    restored = read_image(tmp_path / "derained" / "photo.png")
+    expected = derain.derain(read_image(tmp_path / "photo.jpg"), model, device="cpu")
+    np.testing.assert_array_equal(restored, expected)
+
+
+def test_models_command(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(pretrained, "PRETRAINED", {})
     assert cli(models_command, ["models"]) == 0
     listing = capsys.readouterr().out
     for name in derain.list_models():
         assert name in listing
-    assert "none published yet" in listing
+    assert "pretrained weights: none shipped" in listing
     assert cli(models_command, ["models", "dmsr"]) == 0
     card = capsys.readouterr().out
     assert "size_multiple: 16" in card and "num_params: " in card
+    install_tiny_pretrained(tmp_path, monkeypatch)
+    assert cli(models_command, ["models"]) == 0
+    listing = capsys.readouterr().out
+    size = (tmp_path / "derain-synth.safetensors").stat().st_size / 2**20
+    assert f"pretrained derain-synth ({size:.1f} MB): drsformer, 10 steps in 2 min" in listing
+    assert "light +5.0 dB, medium +6.0 dB, heavy +7.0 dB" in listing
+    assert cli(models_command, ["models", "drsformer"]) == 0
+    assert "pretrained weights: derain-synth" in capsys.readouterr().out
+    assert cli(models_command, ["models", "derain-synth"]) == 0
+    card = capsys.readouterr().out
+    assert "command: derain train configs/default.yaml" in card and "sha256: " in card

@@ -72,8 +72,21 @@ def list_models(filter: str = "") -> list[str]:
     return sorted(name for name in _REGISTRY if filter in name)
 
 
-def create_model(name: str, **overrides: Any) -> nn.Module:
-    """Build architecture ``name`` with the official defaults, changed by ``overrides``."""
+def create_model(name: str, pretrained: str | None = None, **overrides: Any) -> nn.Module:
+    """Build architecture ``name`` with the official defaults, changed by ``overrides``.
+
+    ``pretrained="derain-synth"`` loads weights shipped with derain (``derain.pretrained``);
+    their card fixes the configuration, so overrides are refused then.
+    """
+    if pretrained is not None:
+        if overrides:
+            raise ValueError(
+                f"create_model({name!r}, pretrained={pretrained!r}) takes no overrides: "
+                "the pretrained card fixes the configuration"
+            )
+        from .pretrained import load_pretrained  # late: pretrained imports checkpoint, which imports us
+
+        return load_pretrained(pretrained, architecture=name)
     builder, _ = _lookup(name)
     return builder(**overrides)
 

@@ -15,6 +15,7 @@ from ..data.pairing import IMAGE_SUFFIXES
 from ..imageio import DEFAULT_MAX_PIXELS, ImageReadError, fit_to_format, read_image, write_image
 from ..inference import Deraining
 from ..inference.api import PRECISIONS, PROTOCOLS
+from ..pretrained import DEFAULT_TAG, load_pretrained
 from ..registry import list_models
 
 OUTPUT_FORMATS = ("png", "tif", "jpg", "webp", "bmp")
@@ -24,12 +25,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "run",
         help="derain images",
-        description="Derain image files, folders and globs; outputs keep the input names.",
+        description=(
+            "Derain image files, folders and globs; outputs keep the input names. Without "
+            f"--weights, the pretrained weights {DEFAULT_TAG!r} shipped with derain are used."
+        ),
     )
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or globs")
-    parser.add_argument("-o", "--output", required=True, type=Path, help="output folder")
-    parser.add_argument("--model", choices=list_models(), help="architecture (required for now)")
-    parser.add_argument("--weights", type=Path, help="checkpoint file for the model")
+    parser.add_argument("-o", "--output", type=Path, default=Path("derained"), help="output folder (default ./derained)")
+    parser.add_argument("--model", choices=list_models(), help="architecture (default: detected from --weights)")
+    parser.add_argument("--weights", type=Path, help="checkpoint file (default: the shipped pretrained weights)")
+    parser.add_argument("--pretrained", default=DEFAULT_TAG, metavar="TAG", help=f"pretrained weights used without --weights (default {DEFAULT_TAG})")
     parser.add_argument("--tile", type=int, help="tile side in pixels (default: whole images)")
     parser.add_argument("--overlap", type=int, default=32, help="pixels shared by tiles (default 32)")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto (default)")
@@ -83,16 +88,13 @@ def collect_inputs(patterns: list[str], recursive: bool) -> tuple[list[tuple[Pat
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.model is None:
-        print(
-            "derain run: error: --model is required: no default pretrained model is shipped yet; "
-            f"choose one of {', '.join(list_models())} and give its --weights",
-            file=sys.stderr,
-        )
-        return 2
     try:
+        if args.weights is None:
+            model = load_pretrained(args.pretrained, architecture=args.model)
+        else:
+            model = args.model
         derainer = Deraining(
-            args.model,
+            model,
             args.weights,
             tile=args.tile,
             overlap=args.overlap,
@@ -101,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             protocol=args.protocol,
         )
-    except (CheckpointError, ValueError) as err:
+    except (CheckpointError, ValueError) as err:  # PretrainedError is a ValueError
         print(f"derain run: error: {err}", file=sys.stderr)
         return 2
 

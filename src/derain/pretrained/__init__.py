@@ -1,0 +1,194 @@
+"""Weights trained by derain itself and shipped inside the package, with their cards.
+
+Each pretrained model is two files in this folder: ``<tag>.safetensors`` (the weights, written by
+:func:`derain.save_weights`) and ``<tag>.json`` (its :class:`PretrainedCard`: architecture and
+config, data and photo licences, the recipe and the exact command that trained it, and its scores
+on the derain-synth test set next to the rainy input's). The training pipeline writes both with
+:func:`save_pretrained`; :data:`PRETRAINED` is read from the cards found here, torchvision-style
+weights described by data.
+
+Example:
+    >>> model = load_pretrained("derain-synth")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+from torch import nn
+
+from ..checkpoint import load_checkpoint, save_weights
+from ..registry import create_model, list_models
+
+PRETRAINED_DIR = Path(__file__).parent
+DEFAULT_TAG = "derain-synth"
+MAX_WEIGHTS_BYTES = 20 * 1024 * 1024  # the wheel must stay small enough for PyPI and laptops
+PRESETS = ("light", "medium", "heavy")
+METRICS = ("psnr", "ssim", "niqe", "brisque")  # PSNR/SSIM: rain100 protocol (Y channel)
+
+
+class PretrainedError(ValueError):
+    """Pretrained weights that are absent, damaged, or described by an invalid card."""
+
+
+@dataclass(frozen=True)
+class PretrainedCard:
+    """What was trained, on what, how, and how well; one JSON file beside the weights.
+
+    ``scores`` and ``input_scores`` map a derain-synth test preset (light, medium, heavy) to
+    ``{"psnr", "ssim", "niqe", "brisque"}`` of the restored images and of the rainy inputs;
+    PSNR/SSIM follow the ``rain100`` protocol of :func:`derain.metrics.psnr_ssim_matlab`.
+    ``weights`` is the path of the safetensors file (the JSON stores its name only).
+    """
+
+    tag: str
+    architecture: str
+    config: Mapping[str, Any]
+    weights: Path
+    sha256: str
+    data: str
+    data_licence: str
+    photo_licences: str
+    recipe: str
+    command: str
+    steps: int
+    wall_time_s: float
+    hardware: str
+    scores: Mapping[str, Mapping[str, float]]
+    input_scores: Mapping[str, Mapping[str, float]]
+
+    @property
+    def size_bytes(self) -> int:
+        return self.weights.stat().st_size
+
+    def psnr_gains(self) -> dict[str, float]:
+        """PSNR of the restored images minus the rainy inputs', per preset (dB)."""
+        return {p: self.scores[p]["psnr"] - self.input_scores[p]["psnr"] for p in self.scores}
+
+    def summary(self) -> str:
+        """One line for listings: architecture, training time and PSNR gain per preset."""
+        gains = ", ".join(f"{p} {gain:+.1f} dB" for p, gain in self.psnr_gains().items())
+        return (
+            f"{self.architecture}, {self.steps} steps in {self.wall_time_s / 60:.0f} min on "
+            f"{self.hardware}; PSNR over the rainy input on derain-synth test: {gains}"
+        )
+
+    def to_json(self) -> str:
+        fields = dataclasses.asdict(self)
+        fields["weights"] = self.weights.name
+        return json.dumps(fields, indent=2) + "\n"
+
+
+def read_card(path: str | Path) -> PretrainedCard:
+    """Read and check the card ``path``; its weights file is resolved beside it."""
+    path = Path(path)
+    try:
+        fields = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as err:
+        raise PretrainedError(f"{path}: not a readable JSON card ({err})") from err
+    expected = {f.name for f in dataclasses.fields(PretrainedCard)}
+    if not isinstance(fields, dict) or set(fields) != expected:
+        found = set(fields) if isinstance(fields, dict) else set()
+        raise PretrainedError(
+            f"{path}: card fields differ from PretrainedCard; missing {sorted(expected - found)}, "
+            f"unexpected {sorted(found - expected)}"
+        )
+    if fields["architecture"] not in list_models():
+        raise PretrainedError(
+            f"{path}: architecture {fields['architecture']!r} is not registered "
+            f"(known: {', '.join(list_models())})"
+        )
+    for name in ("scores", "input_scores"):
+        table = fields[name]
+        if set(table) != set(PRESETS) or any(set(row) != set(METRICS) for row in table.values()):
+            raise PretrainedError(f"{path}: {name} must give {list(METRICS)} for each of {list(PRESETS)}")
+    fields["weights"] = path.parent / fields["weights"]
+    return PretrainedCard(**fields)
+
+
+def read_cards(folder: str | Path = PRETRAINED_DIR) -> dict[str, PretrainedCard]:
+    """``{tag: card}`` for every ``*.json`` card in ``folder``."""
+    cards = {}
+    for path in sorted(Path(folder).glob("*.json")):
+        card = read_card(path)
+        if card.tag != path.stem:
+            raise PretrainedError(f"{path}: tag {card.tag!r} differs from the file name {path.stem!r}")
+        cards[card.tag] = card
+    return cards
+
+
+PRETRAINED: dict[str, PretrainedCard] = read_cards()
+
+
+def pretrained_card(tag: str = DEFAULT_TAG) -> PretrainedCard:
+    """The card of ``tag``; the error lists the tags that are installed."""
+    try:
+        return PRETRAINED[tag]
+    except KeyError:
+        available = ", ".join(sorted(PRETRAINED)) or "none: this installation ships no pretrained weights"
+        raise PretrainedError(
+            f"no pretrained weights {tag!r} are installed (available: {available}); "
+            "pass a checkpoint file instead (--weights PATH)"
+        ) from None
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def load_pretrained(tag: str = DEFAULT_TAG, *, architecture: str | None = None) -> nn.Module:
+    """Build the model of ``tag``'s card and load its shipped weights, in eval mode.
+
+    ``architecture``, when given, must be the card's (``create_model(name, pretrained=tag)``).
+    The weights must be safetensors whose sha256 matches the card, so a damaged or swapped
+    file is refused instead of silently giving other results.
+    """
+    card = pretrained_card(tag)
+    if architecture is not None and architecture != card.architecture:
+        raise PretrainedError(
+            f"pretrained weights {tag!r} are for {card.architecture!r}, not {architecture!r}"
+        )
+    if card.weights.suffix != ".safetensors":
+        raise PretrainedError(f"{card.weights}: pretrained weights must be a .safetensors file")
+    if not card.weights.is_file():
+        raise PretrainedError(f"{card.weights}: the weights file of {tag!r} is missing")
+    digest = sha256_of(card.weights)
+    if digest != card.sha256:
+        raise PretrainedError(
+            f"{card.weights}: sha256 {digest} differs from the card's {card.sha256}; "
+            "the file is damaged or not the one the card describes"
+        )
+    model = create_model(card.architecture, **card.config)
+    return load_checkpoint(card.weights, model)
+
+
+def save_pretrained(model: nn.Module, folder: str | Path, **fields: Any) -> PretrainedCard:
+    """Write ``<tag>.safetensors`` and ``<tag>.json`` into ``folder``; returns the card.
+
+    ``fields`` are the card's fields except ``weights`` and ``sha256``, which are filled in
+    from the written file. Weights over ``MAX_WEIGHTS_BYTES`` are refused.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    weights = save_weights(folder / f"{fields['tag']}.safetensors", model, fields["architecture"], fields["config"])
+    size = weights.stat().st_size
+    if size > MAX_WEIGHTS_BYTES:
+        weights.unlink()
+        raise PretrainedError(
+            f"{weights}: {size / 2**20:.1f} MB of weights exceed {MAX_WEIGHTS_BYTES // 2**20} MB; "
+            "choose a smaller configuration"
+        )
+    card = PretrainedCard(weights=weights, sha256=sha256_of(weights), **fields)
+    card_path = folder / f"{card.tag}.json"
+    card_path.write_text(card.to_json(), encoding="utf-8")
+    read_card(card_path)  # the card must read back: fails here, not on a user's machine
+    return card

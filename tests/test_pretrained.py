@@ -1,0 +1,120 @@
+"""Pretrained weights: cards, sha256-checked loading, clear errors, and every shipped card."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+import derain
+from derain import pretrained
+from derain.pretrained import PretrainedError, load_pretrained, read_card, save_pretrained
+
+
+def tiny_card_fields(tag: str = "derain-synth") -> dict:
+    scores = {p: {"psnr": 30.0 + i, "ssim": 0.9, "niqe": 4.0, "brisque": 20.0} for i, p in enumerate(pretrained.PRESETS)}
+    rainy = {p: {"psnr": 25.0, "ssim": 0.8, "niqe": 5.0, "brisque": 30.0} for p in pretrained.PRESETS}
+    return dict(
+        tag=tag,
+        architecture="drsformer",
+        config=dict(derain.model_card("drsformer").tiny_config),
+        data="derain-synth train, light/medium/heavy mixed",
+        data_licence="CC0",
+        photo_licences="see derain/data/clean_photos.tsv",
+        recipe="configs/default.yaml",
+        command="derain train configs/default.yaml",
+        steps=10,
+        wall_time_s=120.0,
+        hardware="2 CPU cores",
+        scores=scores,
+        input_scores=rainy,
+    )
+
+
+def install_tiny_pretrained(folder, monkeypatch, tag: str = "derain-synth") -> torch.nn.Module:
+    """Write a tiny DRSformer as pretrained ``tag`` into ``folder`` and make it the installed set."""
+    torch.manual_seed(0)
+    fields = tiny_card_fields(tag)
+    model = derain.create_model("drsformer", **fields["config"])
+    save_pretrained(model, folder, **fields)
+    monkeypatch.setattr(pretrained, "PRETRAINED", pretrained.read_cards(folder))
+    return model
+
+
+def test_round_trip(tmp_path, monkeypatch):
+    model = install_tiny_pretrained(tmp_path, monkeypatch)
+    card = pretrained.PRETRAINED["derain-synth"]
+    assert card.weights == tmp_path / "derain-synth.safetensors"
+    assert json.loads((tmp_path / "derain-synth.json").read_text())["weights"] == "derain-synth.safetensors"
+    assert card.psnr_gains() == {"light": 5.0, "medium": 6.0, "heavy": 7.0}
+    assert "light +5.0 dB" in card.summary() and "drsformer" in card.summary()
+    loaded = load_pretrained()
+    assert not loaded.training
+    for name, tensor in model.state_dict().items():
+        torch.testing.assert_close(loaded.state_dict()[name], tensor)
+
+
+def test_errors_name_the_problem(tmp_path, monkeypatch):
+    monkeypatch.setattr(pretrained, "PRETRAINED", {})
+    with pytest.raises(PretrainedError, match="no pretrained weights 'derain-synth' are installed.*ships no pretrained"):
+        load_pretrained()
+    install_tiny_pretrained(tmp_path, monkeypatch)
+    with pytest.raises(PretrainedError, match=r"'nope' are installed \(available: derain-synth\)"):
+        load_pretrained("nope")
+    with pytest.raises(PretrainedError, match="are for 'drsformer', not 'dmsr'"):
+        load_pretrained("derain-synth", architecture="dmsr")
+    weights = tmp_path / "derain-synth.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-1] + b"\0")
+    with pytest.raises(PretrainedError, match="sha256 .* differs from the card's"):
+        load_pretrained()
+    weights.unlink()
+    with pytest.raises(PretrainedError, match="weights file of 'derain-synth' is missing"):
+        load_pretrained()
+
+
+def test_invalid_cards(tmp_path, monkeypatch):
+    install_tiny_pretrained(tmp_path, monkeypatch)
+    path = tmp_path / "derain-synth.json"
+    fields = json.loads(path.read_text())
+    del fields["steps"]
+    path.write_text(json.dumps(fields))
+    with pytest.raises(PretrainedError, match=r"derain-synth.json: card fields .* missing \['steps'\]"):
+        read_card(path)
+    fields.update(steps=1, architecture="unet")
+    path.write_text(json.dumps(fields))
+    with pytest.raises(PretrainedError, match="architecture 'unet' is not registered"):
+        read_card(path)
+    fields.update(architecture="drsformer", scores={"light": {"psnr": 1.0}})
+    path.write_text(json.dumps(fields))
+    with pytest.raises(PretrainedError, match="scores must give"):
+        read_card(path)
+    path.write_text("{")
+    with pytest.raises(PretrainedError, match="not a readable JSON card"):
+        read_card(path)
+    (tmp_path / "other.json").write_text(json.dumps({**fields, "scores": fields["input_scores"]}))
+    path.unlink()
+    with pytest.raises(PretrainedError, match="tag 'derain-synth' differs from the file name 'other'"):
+        pretrained.read_cards(tmp_path)
+
+
+def test_oversized_weights_are_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr(pretrained, "MAX_WEIGHTS_BYTES", 1000)
+    fields = tiny_card_fields()
+    with pytest.raises(PretrainedError, match="MB of weights exceed"):
+        save_pretrained(derain.create_model("drsformer", **fields["config"]), tmp_path, **fields)
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("tag", sorted(pretrained.read_cards()))
+def test_shipped_weights(tag):
+    """Every shipped card: its file fits the wheel, matches its hash and the card's config, and improves every preset."""
+    card = pretrained.PRETRAINED[tag]
+    assert card.size_bytes <= pretrained.MAX_WEIGHTS_BYTES
+    model = load_pretrained(tag)
+    assert type(model) is type(derain.create_model(card.architecture, **card.config))
+    assert all(gain > 0 for gain in card.psnr_gains().values())
+    assert all(card.scores[p]["ssim"] > card.input_scores[p]["ssim"] for p in pretrained.PRESETS)
+    side = max(32, derain.model_card(card.architecture).size_multiple)
+    restored = derain.derain(torch.rand(1, 3, side, side), model, device="cpu")
+    assert restored.shape == (1, 3, side, side) and torch.isfinite(restored).all()
