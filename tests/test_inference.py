@@ -306,8 +306,6 @@ def test_weights_loading_and_its_errors(tmp_path):
         Deraining("drsformer", tmp_path / "missing.pth")
     with pytest.raises(derain.CheckpointError, match="does not fit"):
         Deraining(tiny("dmsr"), path)
-    with pytest.raises(ValueError, match="no pretrained weights are published for 'drsformer'"):
-        Deraining("drsformer")
     with pytest.raises(ValueError, match="unknown model 'nope'"):
         Deraining("nope")
 
@@ -335,3 +333,17 @@ def test_official_protocol_through_the_api():
     with torch.no_grad():
         expected = windowed_official(model, x)
     torch.testing.assert_close(Deraining(model, device="cpu", protocol="official").restore(x), expected)
+
+
+def test_without_weights_the_default_pretrained_model_is_used(tmp_path, monkeypatch):
+    from derain import pretrained
+    from test_pretrained import install_tiny_pretrained
+
+    monkeypatch.setattr(pretrained, "PRETRAINED", {})
+    with pytest.raises(ValueError, match="no pretrained weights 'derain-synth' are installed"):
+        Deraining("drsformer")
+    model = install_tiny_pretrained(tmp_path, monkeypatch)
+    image = np.random.default_rng(0).integers(0, 256, (24, 40, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(Deraining(device="cpu")(image), Deraining(model, device="cpu")(image))
+    with pytest.raises(ValueError, match="are for 'drsformer', not 'dmsr'"):
+        Deraining("dmsr")

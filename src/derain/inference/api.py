@@ -14,6 +14,7 @@ from torch import nn
 
 from ..checkpoint import load_checkpoint
 from ..imageio import array_from_pil, from_tensor, to_tensor
+from ..pretrained import DEFAULT_TAG, load_pretrained
 from ..registry import list_models, model_card, model_class
 from .protocols import OFFICIAL_PROTOCOLS
 from .tiling import run_padded, tiled_forward
@@ -64,8 +65,8 @@ class Deraining:
     """A model kept loaded, ready to derain many images with the same settings.
 
     Args:
-        model: a module, or a registered name (then ``weights`` is required: no pretrained
-            weights are published yet). With only ``weights``, the architecture is detected.
+        model: a module, or a registered name. With only ``weights``, the architecture is
+            detected; with neither, derain's default pretrained model is used.
         weights: a checkpoint file, loaded with :func:`derain.load_checkpoint`.
         tile: tile side in pixels, or ``None`` for whole images.
         overlap: pixels shared by neighbouring tiles, blended linearly.
@@ -94,14 +95,10 @@ class Deraining:
     ):
         if weights is not None:
             model = load_checkpoint(weights, model)
-        elif model is None:
-            raise ValueError("give a model (a module or a registered name) or weights=PATH")
-        elif isinstance(model, str):
-            model_card(model)  # an unknown name fails here with the list of known ones
-            raise ValueError(
-                f"no pretrained weights are published for {model!r} yet; pass weights=PATH "
-                "(a checkpoint file) or a module"
-            )
+        elif model is None or isinstance(model, str):
+            if model is not None:
+                model_card(model)  # an unknown name fails here with the list of known ones
+            model = load_pretrained(DEFAULT_TAG, architecture=model)
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
         if protocol not in PROTOCOLS:
