@@ -18,6 +18,7 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
+from .files import atomic_write
 from .registry import create_model, list_models, model_class, model_card
 
 # Searched in this order; BasicSR's "params" first, as the official DRSformer test script does.
@@ -199,13 +200,12 @@ def save_weights(path: str | Path, model: nn.Module, name: str, config: Mapping[
     """
     path = Path(path)
     state_dict = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    tmp = path.with_name(f".{path.name}.tmp")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import save_file
+    with atomic_write(path) as tmp:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import save_file
 
-        meta = {"derain.model": name, "derain.config": json.dumps(dict(config))}
-        save_file(state_dict, str(tmp), metadata=meta)
-    else:
-        torch.save({"params": state_dict, "derain": {"model": name, "config": dict(config)}}, tmp)
-    tmp.replace(path)
+            meta = {"derain.model": name, "derain.config": json.dumps(dict(config))}
+            save_file(state_dict, str(tmp), metadata=meta)
+        else:
+            torch.save({"params": state_dict, "derain": {"model": name, "config": dict(config)}}, tmp)
     return path

@@ -22,6 +22,8 @@ import tifffile
 import torch
 from PIL import Image, ImageOps
 
+from .files import atomic_write
+
 DEFAULT_MAX_PIXELS = 100_000_000
 
 # Output formats by suffix, with whether they can hold 16-bit samples and an alpha channel.
@@ -222,8 +224,7 @@ def write_image(path: str | os.PathLike, array: np.ndarray) -> Path:
         raise ValueError(f"{path}: {fmt} cannot store an alpha channel; write .png, .tif or .webp")
 
     array = np.ascontiguousarray(array)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_write(path) as tmp:
         if array.dtype == np.uint16 and array.ndim == 3:  # Pillow has no 16-bit colour modes
             if fmt == "PNG":
                 _write_png_16bit(tmp, array)
@@ -235,9 +236,6 @@ def write_image(path: str | os.PathLike, array: np.ndarray) -> Path:
                 "WEBP": {"quality": _LOSSY_QUALITY, "exact": True},  # keep RGB under alpha 0
             }.get(fmt, {})
             Image.fromarray(array).save(tmp, format=fmt, **options)
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 

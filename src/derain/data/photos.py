@@ -12,7 +12,6 @@ Any folder of your own clean photos can replace the corpus in every command.
 from __future__ import annotations
 
 import csv
-import hashlib
 import re
 import shutil
 import subprocess
@@ -22,6 +21,8 @@ from importlib import resources
 from pathlib import Path
 
 from PIL import Image
+
+from ..files import sha256_of
 
 SPLITS = ("train", "val", "test")
 
@@ -73,14 +74,6 @@ def split_of(photos: list[Photo]) -> dict[str, str]:
     """
     ranked = sorted(photos, key=lambda p: p.sha256)
     return {p.name: ("test", "val", *["train"] * 7)[rank % 9] for rank, p in enumerate(ranked)}
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _require_tools() -> None:

@@ -14,7 +14,6 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ from typing import Any, Mapping
 from torch import nn
 
 from ..checkpoint import load_checkpoint, save_weights
+from ..files import sha256_of
 from ..registry import create_model, list_models
 
 PRETRAINED_DIR = Path(__file__).parent
@@ -135,14 +135,6 @@ def pretrained_card(tag: str = DEFAULT_TAG) -> PretrainedCard:
             f"no pretrained weights {tag!r} are installed (available: {available}); "
             "pass a checkpoint file instead (--weights PATH)"
         ) from None
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def load_pretrained(tag: str = DEFAULT_TAG, *, architecture: str | None = None) -> nn.Module:
