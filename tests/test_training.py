@@ -15,7 +15,7 @@ from PIL import Image
 
 import derain
 from derain.checkpoint import read_state_dict
-from derain.data.paired import BadPairsError, PairedImageDataset, TrainingBatches
+from derain.data.paired import BadPairsError, PairedImageDataset, TrainingBatches, pair_folder_lists
 from derain.data.pairing import pair_folders
 from derain.training import (
     ConfigError,
@@ -109,7 +109,7 @@ def test_config_file_overrides_and_record(tmp_path, pairs):
         load_config(path, ["data.augment=mixup"])
 
 
-@pytest.mark.parametrize("name", ["drsformer", "drsformer_nomefc", "cpraformer", "dmsr", "ddsaformer"])
+@pytest.mark.parametrize("name", ["drsformer", "drsformer_nomefc", "cpraformer", "dmsr", "ddsaformer", "default"])
 def test_recipe_values_and_tiny_start(tmp_path, pairs, name):
     """Every shipped recipe validates, and starts on CPU with tiny overrides."""
     rainy_dir, clean_dir = make_pairs(tmp_path / "big", n=4, size=64) if name == "dmsr" else pairs
@@ -139,6 +139,46 @@ def test_recipe_values_match_the_papers():
     assert (cpra.train.epochs, cpra.schedule.warmup_epochs, cpra.loss.name) == (300, 3, "charbonnier_edge")
     assert load_config(CONFIGS / "dmsr.yaml", check_paths=False).loss.name == "multiscale_l1_fft"
     assert load_config(CONFIGS / "drsformer_nomefc.yaml", check_paths=False).model.config == {"mefc": False}
+
+
+def test_config_takes_lists_of_folders_paired_by_position(tmp_path, pairs):
+    light, heavy = make_pairs(tmp_path / "light", n=2), make_pairs(tmp_path / "heavy", n=3, seed=1)
+    raw = tiny_config(tmp_path, pairs)
+    raw["data"]["train_input"] = [str(light[0]), str(heavy[0])]
+    raw["data"]["train_target"] = [str(light[1]), str(heavy[1])]
+    config = load_config(raw)
+    assert config.data.train_input == [str(light[0]), str(heavy[0])] and config.data.val_input == str(pairs[0])
+    raw["data"]["train_target"] = [str(light[1])]
+    with pytest.raises(ConfigError, match=r"data\.train_input lists 2 folders but data\.train_target 1"):
+        load_config(raw)
+    raw["data"]["train_target"] = [str(light[1]), str(tmp_path / "nowhere")]
+    with pytest.raises(ConfigError, match=r"data\.train_target: folder not found: .*nowhere"):
+        load_config(raw)
+    raw["data"]["train_target"] = [str(light[1]), 7]
+    with pytest.raises(ConfigError, match=r"data\.train_target\[1\] must be str, got 7"):
+        load_config(raw)
+
+
+def test_folder_lists_prefix_names_so_same_stems_stay_distinct(tmp_path):
+    light, heavy = make_pairs(tmp_path / "light", n=2), make_pairs(tmp_path / "heavy", n=3, seed=1)
+    pairs = pair_folder_lists([light[0], heavy[0]], [light[1], heavy[1]])
+    assert [p.name for p in pairs] == [
+        "light/input/000", "light/input/001", "heavy/input/000", "heavy/input/001", "heavy/input/002"]
+    assert pairs[2].input == heavy[0] / "000.png" and pairs[2].target == heavy[1] / "000.png"
+    assert [p.name for p in pair_folder_lists(light[0], light[1])] == ["000", "001"]  # one folder: unchanged
+    with pytest.raises(ValueError, match="listed more than once"):
+        pair_folder_lists([light[0], light[0]], [light[1], light[1]])
+    dataset = PairedImageDataset.from_folders([light[0], heavy[0]], [light[1], heavy[1]], patch_size=16)
+    assert len(dataset) == 5 and dataset[(4, 0)]["name"] == "heavy/input/002"
+
+
+def test_default_recipe_mixes_the_three_presets():
+    recipe = load_config(CONFIGS / "default.yaml", check_paths=False)
+    assert [Path(f).parts[-2] for f in recipe.data.train_input] == ["light", "medium", "heavy"]
+    assert all("derain-synth/train/" in f for f in recipe.data.train_input + recipe.data.train_target)
+    assert not any("derain-synth/test" in f for f in recipe.data.val_input)  # the test set stays held out
+    model = derain.create_model(recipe.model.name, **recipe.model.config)
+    assert sum(p.numel() for p in model.parameters()) * 4 < 20 * 2**20  # ships in <= 20 MB
 
 
 # --- losses and schedules -------------------------------------------------------------------

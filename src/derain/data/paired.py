@@ -9,9 +9,10 @@ exactly the patches an uninterrupted single-process run sees.
 
 from __future__ import annotations
 
+import os
 import warnings
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -84,20 +85,20 @@ class PairedImageDataset(Dataset):
     @classmethod
     def from_folders(
         cls,
-        input_dir: str | Path,
-        target_dir: str | Path,
+        input_dir: str | Path | Sequence[str | Path],
+        target_dir: str | Path | Sequence[str | Path],
         *,
         by: str = "stem",
         skip_bad: bool = False,
         workers: int = 4,
         **kwargs,
     ) -> "PairedImageDataset":
-        """Pair two folders (:func:`derain.data.pair_folders`) and read every pair once.
+        """Pair two folders, or lists of folders (:func:`pair_folder_lists`), and read every pair once.
 
         Unreadable images and pairs of different sizes raise :class:`BadPairsError` naming
         them, or with ``skip_bad`` are dropped with a warning, before any training starts.
         """
-        pairs = pair_folders(input_dir, target_dir, by=by)
+        pairs = pair_folder_lists(input_dir, target_dir, by=by)
         return cls(check_pairs(pairs, skip_bad=skip_bad, workers=workers), **kwargs)
 
     def __len__(self) -> int:
@@ -144,6 +145,33 @@ class PairedImageDataset(Dataset):
             dims = [d for bit, d in ((1, -2), (2, -1)) if mode & bit]
             patch = torch.flip(patch, dims=dims) if dims else patch
         return patch.contiguous()
+
+
+def pair_folder_lists(
+    input_dirs: str | Path | Sequence[str | Path], target_dirs: str | Path | Sequence[str | Path], *, by: str = "stem"
+) -> list[Pair]:
+    """Pairs of every ``(input_dirs[k], target_dirs[k])`` (:func:`derain.data.pair_folders`), concatenated.
+
+    One folder each gives that folder's pairs unchanged. With several, each name is prefixed with
+    its input folder relative to the folders' common parent (``light/input/Aqua_0``), so that
+    photos rained on with several presets under the same file name stay distinct.
+    """
+    inputs = [input_dirs] if isinstance(input_dirs, (str, Path)) else list(input_dirs)
+    targets = [target_dirs] if isinstance(target_dirs, (str, Path)) else list(target_dirs)
+    if len(inputs) != len(targets) or not inputs:
+        raise ValueError(f"{len(inputs)} input folders but {len(targets)} target folders: give one target per input")
+    if len(inputs) == 1:
+        return pair_folders(inputs[0], targets[0], by=by)
+    resolved = [Path(folder).resolve() for folder in inputs]
+    repeated = sorted({str(folder) for folder in resolved if resolved.count(folder) > 1})
+    if repeated:
+        raise ValueError(f"input folder listed more than once: {', '.join(repeated)}")
+    common = Path(os.path.commonpath(resolved))
+    pairs = []
+    for folder, input_dir, target_dir in zip(resolved, inputs, targets):
+        prefix = folder.relative_to(common).as_posix()
+        pairs += [replace(pair, name=f"{prefix}/{pair.name}") for pair in pair_folders(input_dir, target_dir, by=by)]
+    return pairs
 
 
 def load_pair(pair: Pair) -> tuple[torch.Tensor, torch.Tensor]:

@@ -41,15 +41,19 @@ class DataConfig:
     ``augment``: ``flip_rot8`` is DRSformer's draw of one of 8 flips/rotations,
     ``flip_rot9`` DAIT's (CPRAformer, DMSR) ``randint(0, 8)`` with two identity draws,
     ``flips`` independent horizontal and vertical flips (DDSAformer), ``none``.
+    Each of ``train_input``/``train_target`` (and ``val_*``) is a folder or a list of folders,
+    paired position by position (``train_input[k]`` with ``train_target[k]``): a mix of datasets
+    or rain presets, with names prefixed by their folder (see
+    :func:`derain.data.paired.pair_folder_lists`).
     ``pair_by`` is ``stem`` (same file name) or ``sorted`` (position in the sorted listings,
     as the DAIT scripts do). ``val_crop`` centre-crops validation images (CPRAformer and
     DMSR validate on 64×64 centre crops); ``None`` validates on whole images.
     """
 
-    train_input: str = ""
-    train_target: str = ""
-    val_input: str | None = None
-    val_target: str | None = None
+    train_input: str | list[str] = ""
+    train_target: str | list[str] = ""
+    val_input: str | list[str] | None = None
+    val_target: str | list[str] | None = None
     pair_by: Literal["stem", "sorted"] = "stem"
     patch_size: int = 128
     augment: Literal["flip_rot8", "flip_rot9", "flips", "none"] = "flip_rot8"
@@ -179,6 +183,13 @@ def save_config(config: Config, path: str | Path) -> Path:
     return path
 
 
+def folder_list(value: str | list[str] | None) -> list[str]:
+    """A data folder setting as a list: ``None`` or ``""`` is no folder, a string is one."""
+    if not value:
+        return []
+    return [value] if isinstance(value, str) else list(value)
+
+
 def _apply_override(raw: dict[str, Any], override: str) -> None:
     key, sep, text = override.partition("=")
     if not sep or not key:
@@ -225,8 +236,13 @@ def _coerce(value: Any, kind: Any, key: str) -> Any:
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
-        (inner,) = [a for a in args if a is not type(None)]
-        return _coerce(value, inner, key)
+        alternatives = [a for a in args if a is not type(None)]
+        for inner in alternatives[:-1]:
+            try:
+                return _coerce(value, inner, key)
+            except ConfigError:
+                pass
+        return _coerce(value, alternatives[-1], key)
     if origin is Literal:
         if value not in args:
             raise ConfigError(f"{key} must be one of {', '.join(map(repr, args))}, got {value!r}")
@@ -274,6 +290,15 @@ def _check(config: Config, check_paths: bool) -> None:
         raise ConfigError("data.patch_size must be positive and data.workers non-negative")
     if (data.val_input is None) != (data.val_target is None):
         raise ConfigError("set both data.val_input and data.val_target, or neither")
+    for split in ("train", "val"):
+        inputs, targets = (folder_list(getattr(data, f"{split}_{side}")) for side in ("input", "target"))
+        if len(inputs) != len(targets):
+            raise ConfigError(
+                f"data.{split}_input lists {len(inputs)} folders but data.{split}_target {len(targets)}; "
+                "give one target folder per input folder"
+            )
+        if split == "train" and not inputs:
+            raise ConfigError("data.train_input is required (a folder or a list of folders)")
     if len(config.optim.betas) != 2:
         raise ConfigError(f"optim.betas must hold two numbers, got {config.optim.betas}")
     if schedule.name == "cosine_restart_cyclic":
@@ -284,8 +309,8 @@ def _check(config: Config, check_paths: bool) -> None:
         raise ConfigError("schedule.name warmup_cosine is per epoch: set train.epochs, not train.iterations")
     if check_paths:
         for key in ("train_input", "train_target", "val_input", "val_target"):
-            folder = getattr(data, key)
-            if folder is not None and not Path(folder).is_dir():
-                raise ConfigError(f"data.{key}: folder not found: {folder}")
+            for folder in folder_list(getattr(data, key)):
+                if not Path(folder).is_dir():
+                    raise ConfigError(f"data.{key}: folder not found: {folder}")
         if model.init is not None and not Path(model.init).is_file():
             raise ConfigError(f"model.init: checkpoint not found: {model.init}")

@@ -1,0 +1,153 @@
+"""Quality and speed of the default model on the held-out derain-synth test set (issue 8).
+
+For each rain preset (light, medium, heavy): mean PSNR/SSIM under the ``rain100`` protocol
+(:func:`derain.metrics.psnr_ssim_matlab`, Y channel) of the model's output, of the rainy input
+and of a 5×5 median filter of the input (a classical baseline), and NIQE/BRISQUE of the outputs
+and inputs; then seconds per megapixel of a whole ``derain run`` (decode, tiles, model, PNG
+encode) on a test photo enlarged to about 1.2 MP. Writes a JSON whose ``scores`` and
+``input_scores`` are the card's (:class:`derain.pretrained.PretrainedCard`) and prints a table
+with the issue's targets. Reported, never asserted.
+
+    OMP_NUM_THREADS=2 OMP_WAIT_POLICY=PASSIVE python benchmarks/default_model.py \\
+        --checkpoint /work/runs/default/best.pth --json /work/runs/default/scores.json
+    python benchmarks/default_model.py                  # the shipped pretrained "derain-synth"
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy.ndimage import median_filter
+
+from derain.checkpoint import load_checkpoint
+from derain.cli.main import main as derain_cli
+from derain.data.pairing import pair_folders
+from derain.imageio import read_image, to_uint8, write_image
+from derain.inference import Deraining
+from derain.metrics import brisque, niqe, psnr_ssim_matlab
+
+PRESETS = ("light", "medium", "heavy")
+# issue 8: PSNR gain over the rainy input per preset, and over the 5×5 median filter
+PSNR_GAIN_OVER_INPUT = {"light": 5.0, "medium": 8.0, "heavy": 8.0}
+PSNR_GAIN_OVER_MEDIAN = 3.0
+MAX_SECONDS_PER_MEGAPIXEL = 10.0
+SPEED_PHOTO = ("heavy", "Storm_0")
+
+
+def median5(image: np.ndarray) -> np.ndarray:
+    """5×5 median filter of each channel (edges mirrored)."""
+    return np.stack([median_filter(image[..., c], size=5, mode="reflect") for c in range(image.shape[2])], axis=-1)
+
+
+def preset_scores(derainer: Deraining, folder: Path) -> dict[str, dict[str, float]]:
+    """Mean scores of the restored images, the rainy inputs and their median filter over one preset."""
+    rows: dict[str, list[dict[str, float]]] = {"restored": [], "input": [], "median5": []}
+    for pair in pair_folders(folder / "input", folder / "target"):
+        rainy, clean = to_uint8(read_image(pair.input)), to_uint8(read_image(pair.target))
+        candidates = {"restored": derainer(rainy), "input": rainy, "median5": median5(rainy)}
+        for kind, image in candidates.items():
+            psnr, ssim = psnr_ssim_matlab(image, clean, protocol="rain100")
+            row = {"psnr": psnr, "ssim": ssim}
+            if kind != "median5":
+                row.update(niqe=niqe(image), brisque=brisque(image))
+            rows[kind].append(row)
+    return {kind: {key: float(np.mean([r[key] for r in found])) for key in found[0]} for kind, found in rows.items()}
+
+
+def run_seconds_per_megapixel(weights: list[str], photo: Path, tile: int, overlap: int) -> tuple[float, float]:
+    """Wall time of ``derain run`` (in this process) on ``photo`` enlarged to about 1.2 MP, per MP."""
+    image = read_image(photo)
+    reps = max(1, round((1.2e6 / (image.shape[0] * image.shape[1])) ** 0.5))
+    big = np.pad(image, ((0, image.shape[0] * (reps - 1)), (0, image.shape[1] * (reps - 1)), (0, 0)), mode="symmetric")
+    with tempfile.TemporaryDirectory() as folder:
+        source = write_image(Path(folder) / "photo.png", big)
+        started = time.perf_counter()
+        code = derain_cli(["run", str(source), "-o", f"{folder}/out", "--tile", str(tile), "--overlap", str(overlap), *weights])
+        elapsed = time.perf_counter() - started
+    if code != 0:
+        raise SystemExit(f"derain run failed with exit code {code}")
+    megapixels = big.shape[0] * big.shape[1] / 1e6
+    return elapsed / megapixels, megapixels
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--checkpoint", type=Path, help="a derain checkpoint (e.g. RUN_DIR/best.pth)")
+    source.add_argument("--pretrained", default="derain-synth", help="a shipped pretrained tag (default derain-synth)")
+    parser.add_argument("--test", type=Path, default=Path("/work/corpus/derain-synth/test"), help="derain-synth/test")
+    parser.add_argument("--tile", type=int, default=256)
+    parser.add_argument("--overlap", type=int, default=16)
+    parser.add_argument("--json", type=Path, help="write the results here")
+    args = parser.parse_args()
+
+    if args.checkpoint is not None:
+        model, weights = load_checkpoint(args.checkpoint), ["--weights", str(args.checkpoint)]
+    else:
+        from derain.pretrained import load_pretrained
+
+        model, weights = load_pretrained(args.pretrained), ["--pretrained", args.pretrained]
+    derainer = Deraining(model, tile=args.tile, overlap=args.overlap, device="cpu")
+    started = time.perf_counter()
+    per_preset = {preset: preset_scores(derainer, args.test / preset) for preset in PRESETS}
+    scoring_s = time.perf_counter() - started
+    speed, megapixels = run_seconds_per_megapixel(
+        weights, args.test / SPEED_PHOTO[0] / "input" / f"{SPEED_PHOTO[1]}.png", args.tile, args.overlap
+    )
+    results = {
+        "model": str(args.checkpoint or args.pretrained),
+        "test_set": str(args.test),
+        "protocol": "rain100",
+        "scores": {p: per_preset[p]["restored"] for p in PRESETS},
+        "input_scores": {p: per_preset[p]["input"] for p in PRESETS},
+        "median5_scores": {p: per_preset[p]["median5"] for p in PRESETS},
+        "seconds_per_megapixel": speed,
+        "speed_setting": {"megapixels": megapixels, "tile": args.tile, "overlap": args.overlap,
+                          "threads": torch.get_num_threads(), "precision": "fp32"},
+        "targets_met": targets_met(per_preset, speed),
+        "scoring_seconds": scoring_s,
+    }
+    print_table(results)
+    if args.json is not None:
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+        print(f"wrote {args.json}")
+
+
+def targets_met(per_preset: dict, speed: float) -> dict[str, bool]:
+    met = {"speed": speed <= MAX_SECONDS_PER_MEGAPIXEL}
+    for preset, kinds in per_preset.items():
+        restored, rainy, median = kinds["restored"], kinds["input"], kinds["median5"]
+        met[f"{preset}_psnr_over_input"] = restored["psnr"] - rainy["psnr"] >= PSNR_GAIN_OVER_INPUT[preset]
+        met[f"{preset}_ssim_over_input"] = restored["ssim"] > rainy["ssim"]
+        met[f"{preset}_psnr_over_median5"] = restored["psnr"] - median["psnr"] >= PSNR_GAIN_OVER_MEDIAN
+    return met
+
+
+def print_table(results: dict) -> None:
+    print(f"derain-synth test, rain100 protocol (Y); model {results['model']}")
+    print("| preset | PSNR out / in / median5 | gain (target) | SSIM out / in / median5 | NIQE out / in | BRISQUE out / in |")
+    print("|---|---|---|---|---|---|")
+    for preset in PRESETS:
+        out, rainy, med = (results[k][preset] for k in ("scores", "input_scores", "median5_scores"))
+        print(
+            f"| {preset} | {out['psnr']:.2f} / {rainy['psnr']:.2f} / {med['psnr']:.2f} "
+            f"| {out['psnr'] - rainy['psnr']:+.2f} (+{PSNR_GAIN_OVER_INPUT[preset]:.0f}) "
+            f"| {out['ssim']:.4f} / {rainy['ssim']:.4f} / {med['ssim']:.4f} "
+            f"| {out['niqe']:.2f} / {rainy['niqe']:.2f} | {out['brisque']:.2f} / {rainy['brisque']:.2f} |"
+        )
+    setting = results["speed_setting"]
+    print(f"derain run: {results['seconds_per_megapixel']:.2f} s/MP ({setting['megapixels']:.2f} MP, tile "
+          f"{setting['tile']}, {setting['threads']} threads, fp32; target <= {MAX_SECONDS_PER_MEGAPIXEL:.0f})")
+    missed = [name for name, ok in results["targets_met"].items() if not ok]
+    print("all targets met" if not missed else f"targets missed: {', '.join(missed)}", file=sys.stdout)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,112 @@
+"""Export a checkpoint of the default-model run as the shipped pretrained ``derain-synth``.
+
+Writes ``src/derain/pretrained/<tag>.safetensors`` and its card ``<tag>.json``
+(:func:`derain.pretrained.save_pretrained`) from three inputs: the checkpoint (default: the
+run's ``best.pth``, the best validation PSNR), the run folder (its ``log.jsonl`` gives the steps
+and the training wall time), and the scores written by ``benchmarks/default_model.py --json``
+on the derain-synth test set. A model that makes any preset worse than the rainy input is
+refused: it is never shipped.
+
+    python benchmarks/default_model.py --checkpoint /work/runs/default/best.pth --json /work/runs/default/scores.json
+    python scripts/export_default.py --run-dir /work/runs/default --scores /work/runs/default/scores.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import re
+import sys
+from collections import Counter
+from pathlib import Path
+
+import torch
+
+from derain.checkpoint import load_checkpoint
+from derain.pretrained import DEFAULT_TAG, PRESETS, PRETRAINED_DIR, save_pretrained
+from derain.training import load_config
+
+REPO = Path(__file__).resolve().parents[1]
+COMMAND = "OMP_NUM_THREADS=2 scripts/train_default.sh"
+
+
+def trained_steps_and_seconds(run_dir: Path, checkpoint: Path) -> tuple[int, float]:
+    """The step of ``checkpoint`` (``best.pth``: the best validation step) and the training seconds up to it."""
+    records = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines() if line.strip()]
+    if (match := re.fullmatch(r"step_(\d{8})(\.ema)?\.pth", checkpoint.name)) is not None:
+        step = int(match.group(1))
+    else:
+        validations = [r for r in records if "val_psnr" in r]
+        if not validations:
+            raise SystemExit(f"{run_dir}/log.jsonl has no validation: cannot tell which step {checkpoint} holds")
+        step = max(validations, key=lambda r: r["val_psnr"])["step"]
+    seconds = sum(r["seconds"] for r in records if "seconds" in r and r["step"] <= step)
+    return step, seconds
+
+
+def photo_licences(licences_tsv: Path, split: str = "train") -> str:
+    """A count of the licences of the corpus photos of ``split`` (the ones trained on)."""
+    with licences_tsv.open(encoding="utf-8") as f:
+        rows = [row for row in csv.DictReader(f, delimiter="\t") if row["file"].startswith(f"{split}/")]
+    counts = Counter(row["licence"] for row in rows)
+    listing = ", ".join(f"{licence} ({n})" for licence, n in counts.most_common())
+    return (
+        f"{len(rows)} photos from Debian wallpaper/artwork packages: {listing}; per-photo licence, "
+        "package and copyright file in derain/data/clean_photos.tsv"
+    )
+
+
+def check_never_worse(scores: dict, input_scores: dict) -> None:
+    worse = [p for p in PRESETS if scores[p]["psnr"] <= input_scores[p]["psnr"] or scores[p]["ssim"] <= input_scores[p]["ssim"]]
+    if worse:
+        raise SystemExit(f"refusing to export: the model makes {', '.join(worse)} rain worse than the rainy input")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run-dir", type=Path, default=Path("/work/runs/default"))
+    parser.add_argument("--checkpoint", type=Path, help="default: RUN_DIR/best.pth")
+    parser.add_argument("--scores", type=Path, required=True, help="JSON of benchmarks/default_model.py for this checkpoint")
+    parser.add_argument("--photos", type=Path, default=Path("/work/corpus/photos"), help="the corpus (its LICENSES.tsv)")
+    parser.add_argument("--out", type=Path, default=PRETRAINED_DIR)
+    parser.add_argument("--tag", default=DEFAULT_TAG)
+    parser.add_argument("--hardware", default="2 shared CPU cores, float32")
+    args = parser.parse_args()
+
+    checkpoint = args.checkpoint or args.run_dir / "best.pth"
+    measured = json.loads(args.scores.read_text())
+    if Path(measured["model"]).resolve() != checkpoint.resolve():
+        print(f"warning: {args.scores} measured {measured['model']}, not {checkpoint}", file=sys.stderr)
+    check_never_worse(measured["scores"], measured["input_scores"])
+    config = load_config(args.run_dir / "config.yaml", check_paths=False)
+    model = load_checkpoint(checkpoint)
+    if type(model).__name__.lower() != config.model.name:
+        raise SystemExit(f"{checkpoint} holds a {type(model).__name__}, but the run trained {config.model.name}")
+    steps, seconds = trained_steps_and_seconds(args.run_dir, checkpoint)
+    model = model.float()
+    card = save_pretrained(
+        model,
+        args.out,
+        tag=args.tag,
+        architecture=config.model.name,
+        config=dict(config.model.config),
+        data="derain-synth train (56 photos x light/medium/heavy synthetic rain, mixed); "
+        "validated on the corpus's 8 val photos, never on derain-synth test",
+        data_licence="derain-synth pairs are derivatives of the corpus photos and keep their licences",
+        photo_licences=photo_licences(args.photos / "LICENSES.tsv"),
+        recipe="configs/default.yaml",
+        command=COMMAND,
+        steps=steps,
+        wall_time_s=round(seconds, 1),
+        hardware=args.hardware,
+        scores={p: measured["scores"][p] for p in PRESETS},
+        input_scores={p: measured["input_scores"][p] for p in PRESETS},
+    )
+    params = sum(p.numel() for p in model.parameters())
+    print(f"{card.weights} ({card.size_bytes / 2**20:.1f} MB, {params / 1e6:.2f} M parameters, torch {torch.__version__})")
+    print(card.summary())
+
+
+if __name__ == "__main__":
+    main()
