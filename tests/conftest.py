@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-import torch
+# Before torch starts OpenMP: idle threads sleep instead of spinning, which otherwise steals
+# the cores of a shared machine (the tests start subprocesses and run beside other jobs).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import torch  # noqa: E402
 
 DATA = Path(__file__).parent / "data"
 GOLDEN = DATA / "golden"
