@@ -130,6 +130,13 @@ def test_recipe_values_and_tiny_start(tmp_path, pairs, name):
     assert load_config(run_dir / "config.yaml").model.config == tiny
 
 
+def test_model_arguments_can_be_set_directly(tmp_path, pairs):
+    config = load_config(tiny_config(tmp_path, pairs), ["model.dim=4", "model.mefc=false"])
+    assert config.model.config["dim"] == 4 and config.model.config["mefc"] is False
+    with pytest.raises(ConfigError, match=r"model\.config\.width is not an argument of drsformer \(it takes inp_channels"):
+        load_config(tiny_config(tmp_path, pairs), ["model.width=4"])
+
+
 def test_recipe_values_match_the_papers():
     drs = load_config(CONFIGS / "drsformer.yaml", check_paths=False)
     assert (drs.optim.name, drs.optim.lr, drs.optim.grad_clip, drs.train.batch_size) == ("adamw", 3e-4, 0.01, 16)

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from ..checkpoint import read_state_dict, save_weights
+from ..files import atomic_write
 
 _STATE = re.compile(r"step_(\d{8})\.state\.pt")
 
@@ -52,9 +53,8 @@ def save_checkpoint(
     if ema is not None:
         save_weights(paths["ema"], ema, name, model_config)
     full_state = {"step": step, "model": name, "model_config": dict(model_config), "rng": rng_states(), **state}
-    tmp = paths["state"].with_name(f".{paths['state'].name}.tmp")
-    torch.save(full_state, tmp)
-    tmp.replace(paths["state"])
+    with atomic_write(paths["state"]) as tmp:
+        torch.save(full_state, tmp)
     for old in list_checkpoints(run_dir)[:-keep_last]:
         for path in checkpoint_paths(run_dir, old).values():
             path.unlink(missing_ok=True)

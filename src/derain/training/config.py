@@ -9,6 +9,7 @@ silently trains with a default. The resolved configuration is written into the r
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import types
 import typing
 from dataclasses import dataclass, field
@@ -16,6 +17,8 @@ from pathlib import Path
 from typing import Any, Literal, Mapping, Sequence
 
 import yaml
+
+from ..files import atomic_write
 
 
 class ConfigError(ValueError):
@@ -177,9 +180,8 @@ def load_config(
 def save_config(config: Config, path: str | Path) -> Path:
     """Write the resolved configuration as YAML (the run's record, re-read by ``--resume``)."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
-    tmp.replace(path)
+    with atomic_write(path) as tmp:
+        tmp.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
     return path
 
 
@@ -188,6 +190,9 @@ def folder_list(value: str | list[str] | None) -> list[str]:
     if not value:
         return []
     return [value] if isinstance(value, str) else list(value)
+
+
+_MODEL_KEYS = {f.name for f in dataclasses.fields(ModelConfig)}
 
 
 def _apply_override(raw: dict[str, Any], override: str) -> None:
@@ -199,6 +204,8 @@ def _apply_override(raw: dict[str, Any], override: str) -> None:
     except yaml.YAMLError as err:
         raise ConfigError(f"override {override!r}: value is not valid YAML ({err})") from err
     *parents, leaf = key.split(".")
+    if parents == ["model"] and leaf not in _MODEL_KEYS:  # model.dim=8 means model.config.dim=8
+        parents, leaf = ["model", "config"], leaf
     node = raw
     for i, part in enumerate(parents):
         child = node.setdefault(part, {})
@@ -271,10 +278,17 @@ def _coerce(value: Any, kind: Any, key: str) -> Any:
 
 def _check(config: Config, check_paths: bool) -> None:
     model, data, train, schedule = config.model, config.data, config.train, config.schedule
-    from ..registry import list_models
+    from ..registry import list_models, model_class
 
     if model.name not in list_models():
         raise ConfigError(f"model.name {model.name!r} is not a registered model ({', '.join(list_models())})")
+    arguments = inspect.signature(model_class(model.name)).parameters
+    unknown = sorted(set(model.config) - set(arguments))
+    if unknown:
+        raise ConfigError(
+            f"model.config.{unknown[0]} is not an argument of {model.name} "
+            f"(it takes {', '.join(arguments)})"
+        )
     if not train.run_dir:
         raise ConfigError("train.run_dir is required (the folder for checkpoints and logs)")
     if (train.iterations is None) == (train.epochs is None):
