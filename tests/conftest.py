@@ -9,7 +9,10 @@ from pathlib import Path
 # the cores of a shared machine (the tests start subprocesses and run beside other jobs).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+import pytest  # noqa: E402
 import torch  # noqa: E402
+
+import derain  # noqa: E402
 
 DATA = Path(__file__).parent / "data"
 GOLDEN = DATA / "golden"
@@ -32,3 +35,12 @@ def synth_state_dict(manifest, seed: int) -> dict[str, torch.Tensor]:
 
 def as_list(out) -> list[torch.Tensor]:
     return list(out) if isinstance(out, (list, tuple)) else [out]
+
+
+@pytest.fixture(scope="session")
+def weights(tmp_path_factory) -> Path:
+    """A checkpoint of a tiny DRSformer with fixed random weights, as ``derain.save_weights`` writes it."""
+    torch.manual_seed(0)
+    config = dict(derain.model_card("drsformer").tiny_config)
+    model = derain.create_model("drsformer", **config)
+    return derain.save_weights(tmp_path_factory.mktemp("w") / "tiny.pth", model, "drsformer", config)

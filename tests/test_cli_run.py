@@ -24,14 +24,6 @@ def cli(module, argv: list[str]) -> int:
     return args.func(args)
 
 
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    torch.manual_seed(0)
-    config = dict(derain.model_card("drsformer").tiny_config)
-    model = derain.create_model("drsformer", **config)
-    return derain.save_weights(tmp_path_factory.mktemp("w") / "tiny.pth", model, "drsformer", config)
-
-
 @pytest.fixture
 def mixed_folder(tmp_path):
     rng = np.random.default_rng(0)

@@ -32,14 +32,6 @@ class MultiScaleCNN(nn.Module):
         return restored, restored[..., ::2, ::2]
 
 
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    torch.manual_seed(0)
-    config = dict(derain.model_card("drsformer").tiny_config)
-    model = derain.create_model("drsformer", **config)
-    return derain.save_weights(tmp_path_factory.mktemp("w") / "tiny.pth", model, "drsformer", config)
-
-
 def test_onnx_dynamic_size_parity(tmp_path):
     pytest.importorskip("onnxruntime")
     model = MultiScaleCNN().eval()
