@@ -109,7 +109,6 @@ def test_weights_round_trip(name, suffix, tmp_path):
 
 @pytest.mark.parametrize("name", MODELS)
 def test_config_is_read_back_from_parameter_shapes(name):
-    card = derain.model_card(name)
     model = _tiny(name, torch.float32)
     config = type(model).config_from_state_dict(model.state_dict())
     rebuilt = derain.create_model(name, **config)
