@@ -1,4 +1,4 @@
-"""Natural-scene-statistics building blocks shared by NIQE and BRISQUE (float64 NumPy).
+"""Natural-scene-statistics building blocks of NIQE (float64 NumPy); BRISQUE shares the window.
 
 They follow pyiqa (chaofengc/IQA-PyTorch, ``archs/func_util.py``, ``matlab_utils``), whose defaults
 the deraining papers report, which in turn follow the LIVE MATLAB releases of NIQE and BRISQUE.
@@ -15,8 +15,7 @@ from scipy.special import gammaln
 # Shape parameters searched by moment matching, 0.2:0.001:10 as in the LIVE code. pyiqa builds the
 # grid in float32, so its values are float32-rounded; keep them so the chosen shapes agree.
 _SHAPES = np.arange(0.2, 10 + 0.001, 0.001, dtype=np.float32).astype(np.float64)
-_GGD_RATIO = np.exp(gammaln(1 / _SHAPES) + gammaln(3 / _SHAPES) - 2 * gammaln(2 / _SHAPES))
-_AGGD_RATIO = 1 / _GGD_RATIO
+_AGGD_RATIO = 1 / np.exp(gammaln(1 / _SHAPES) + gammaln(3 / _SHAPES) - 2 * gammaln(2 / _SHAPES))
 
 
 def luma(image: np.ndarray) -> np.ndarray:
@@ -39,24 +38,16 @@ def gaussian_window(size: int = 7, sigma: float = 7 / 6) -> np.ndarray:
     return window / window.sum()
 
 
-def mscn(image: np.ndarray, padding: str) -> np.ndarray:
+def mscn(image: np.ndarray) -> np.ndarray:
     """Mean-subtracted contrast-normalised coefficients ``(I - mu) / (sigma + 1)`` with a 7×7
-    Gaussian (sigma 7/6); ``padding`` is ``"replicate"`` (NIQE) or ``"zeros"`` (BRISQUE)."""
-    mode = {"replicate": "nearest", "zeros": "constant"}[padding]
+    Gaussian (sigma 7/6) and replicate padding, as NIQE computes them."""
     # pyiqa rounds the window to float32, so it no longer sums to exactly 1 and flat regions give
-    # tiny non-zero coefficients that count towards one side of the AGGD fits; this matters for
-    # images with flat areas (calibration image I19), so the same rounding is kept here.
+    # tiny non-zero coefficients that count towards one side of the AGGD fits in flat areas, so
+    # the same rounding is kept here.
     window = gaussian_window().astype(np.float32).astype(np.float64)
-    mu = correlate(image, window, mode=mode)
-    sigma = np.sqrt(np.abs(correlate(image * image, window, mode=mode) - mu * mu))
+    mu = correlate(image, window, mode="nearest")
+    sigma = np.sqrt(np.abs(correlate(image * image, window, mode="nearest") - mu * mu))
     return (image - mu) / (sigma + 1)
-
-
-def ggd_fit(x: np.ndarray) -> tuple[float, float]:
-    """Generalised Gaussian shape and standard deviation by moment matching (BRISQUE)."""
-    sigma_sq = np.mean(x * x)
-    ratio = sigma_sq / np.mean(np.abs(x)) ** 2
-    return float(_SHAPES[np.argmin(np.abs(ratio - _GGD_RATIO))]), math.sqrt(sigma_sq)
 
 
 def aggd_fit(x: np.ndarray) -> tuple[float, float, float]:

