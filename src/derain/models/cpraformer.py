@@ -208,7 +208,7 @@ class MultiScaleGatedFeedForward(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         small, large = self.project_in(x).chunk(2, dim=1)
-        return self.project_out(F.gelu(self.dwconv(small)) * self.dwconv_2(large))
+        return self.project_out(F.gelu(self.dwconv(small)).mul_(self.dwconv_2(large)))
 
 
 class CPRAformerBlock(nn.Module):
@@ -233,8 +233,9 @@ class CPRAformerBlock(nn.Module):
         self.ffn = MultiScaleGatedFeedForward(dim, ffn_expansion_factor, bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.norm1(x))
-        return x + self.ffn(self.norm2(x))
+        # residuals added in place to the fresh branch outputs: fewer full-size allocations
+        x = self.attn(self.norm1(x)).add_(x)
+        return self.ffn(self.norm2(x)).add_(x)
 
 
 # Block prefixes per U-Net level; the refinement stage uses level 1's head count.

@@ -132,10 +132,10 @@ class MixedScaleFeedForward(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.project_in(x)
-        a3, b3 = F.relu(self.dwconv3x3(x)).chunk(2, dim=1)
-        a5, b5 = F.relu(self.dwconv5x5(x)).chunk(2, dim=1)
-        x1 = F.relu(_pairwise_grouped_conv(self.dwconv3x3_1, torch.cat([a3, a5], dim=1)))
-        x2 = F.relu(_pairwise_grouped_conv(self.dwconv5x5_1, torch.cat([b3, b5], dim=1)))
+        a3, b3 = F.relu(self.dwconv3x3(x), inplace=True).chunk(2, dim=1)
+        a5, b5 = F.relu(self.dwconv5x5(x), inplace=True).chunk(2, dim=1)
+        x1 = _pairwise_grouped_conv(self.dwconv3x3_1, torch.cat([a3, a5], dim=1)).relu_()
+        x2 = _pairwise_grouped_conv(self.dwconv5x5_1, torch.cat([b3, b5], dim=1)).relu_()
         return self.project_out(torch.cat([x1, x2], dim=1))
 
 
@@ -148,14 +148,16 @@ def _pairwise_grouped_conv(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     out_channels, _, kh, kw = conv.weight.shape
     y = F.conv2d(x, conv.weight.view(2 * out_channels, 1, kh, kw), padding=conv.padding, groups=2 * out_channels)
     y = y[:, 0::2] + y[:, 1::2]
-    return y if conv.bias is None else y + conv.bias.view(1, -1, 1, 1)
+    return y if conv.bias is None else y.add_(conv.bias.view(1, -1, 1, 1))
 
 
 class SparseTransformerBlock(nn.Module):
     """Pre-norm block: ``x + TKSA(norm1(x))``, then ``x + MSFN(norm2(x))``.
 
     Works in the memory layout :func:`_fast_layout` picks (channels-last for float32 on
-    CPU), converting its input only if needed.
+    CPU), converting its input only if needed. Residuals are added in place to the
+    branch outputs (fresh conv results): at 512×512 and above each full-size tensor the
+    allocator has to map and zero costs about as much as the arithmetic on it.
     """
 
     def __init__(
@@ -169,8 +171,8 @@ class SparseTransformerBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = _fast_layout(x)
-        x = x + self.attn(self.norm1(x))
-        return x + self.ffn(self.norm2(x))
+        x = self.attn(self.norm1(x)).add_(x)
+        return self.ffn(self.norm2(x)).add_(x)
 
 
 # --- Mixture of experts feature compensator (MEFC) -------------------------------------
@@ -190,7 +192,7 @@ class _SeparableConv(nn.Module):
         self.op = nn.Sequential(
             nn.Conv2d(channels, channels, kernel_size, padding=pad, groups=channels, bias=False),
             nn.Conv2d(channels, channels, 1, bias=False),
-            nn.ReLU(),
+            nn.ReLU(inplace=True),
             nn.Conv2d(channels, channels, kernel_size, padding=pad, groups=channels, bias=False),
             nn.Conv2d(channels, channels, 1, bias=False),
         )
@@ -226,12 +228,15 @@ class _ExpertStep(nn.Module):
             + [_DilatedConv(channels, k) for k in (3, 5, 7)]
             + [nn.AvgPool2d(3, stride=1, padding=1, count_include_pad=False)]
         )
-        self._out = nn.Sequential(nn.Conv2d(channels * _NUM_EXPERTS, channels, 1, bias=False), nn.ReLU())
+        self._out = nn.Sequential(
+            nn.Conv2d(channels * _NUM_EXPERTS, channels, 1, bias=False), nn.ReLU(inplace=True)
+        )
 
     def forward(self, x: torch.Tensor, expert_weights: torch.Tensor) -> torch.Tensor:
         """``expert_weights`` is (B, 8); expert o's output is scaled by column o."""
         weights = expert_weights.view(*expert_weights.shape, 1, 1)
-        return self._out(torch.cat([op(x) * weights[:, o : o + 1] for o, op in enumerate(self._ops)], 1))
+        # every expert ends in a conv or pool, whose fresh output can be scaled in place
+        return self._out(torch.cat([op(x).mul_(weights[:, o : o + 1]) for o, op in enumerate(self._ops)], 1))
 
 
 class _ExpertGate(nn.Module):
@@ -251,7 +256,7 @@ class _ConvReLU(nn.Module):
 
     def __init__(self, channels: int) -> None:
         super().__init__()
-        self.op = nn.Sequential(nn.Conv2d(channels, channels, 1, bias=False), nn.ReLU())
+        self.op = nn.Sequential(nn.Conv2d(channels, channels, 1, bias=False), nn.ReLU(inplace=True))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.op(x)
@@ -268,7 +273,7 @@ class _ExpertSteps(nn.Module):
     def forward(self, x: torch.Tensor, expert_weights: torch.Tensor) -> torch.Tensor:
         x = self.preprocess(x)
         for step, layer in enumerate(self._ops):
-            x = F.relu(x + layer(x, expert_weights[:, step]))
+            x = (x + layer(x, expert_weights[:, step])).relu_()
         return x
 
 
