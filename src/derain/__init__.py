@@ -1,11 +1,9 @@
 """derain: single-image rain removal with faithful re-implementations of published models."""
 
-import os
+from . import cpu
 
-# Read once, when torch starts OpenMP, so it is set before torch is imported (unless the user
-# chose): idle OpenMP threads sleep instead of spinning. On a CPU shared with other work,
-# spinning threads cost several times the run time (measured: 72 s/MP instead of 14 s/MP).
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# before torch is imported: OpenMP reads its wait policy once, when torch starts it
+cpu.tune()
 
 from . import models  # noqa: E402, F401  (registers the architectures)
 from .checkpoint import CheckpointError, load_checkpoint, save_weights  # noqa: E402

@@ -1,0 +1,51 @@
+"""Atomic writes and derain's process settings."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from derain.files import atomic_write
+
+
+def test_atomic_write_replaces_only_on_success(tmp_path):
+    target = tmp_path / "result.png"
+    target.write_bytes(b"old")
+    with pytest.raises(RuntimeError):
+        with atomic_write(target) as tmp:
+            tmp.write_bytes(b"half")
+            raise RuntimeError("interrupted")
+    assert target.read_bytes() == b"old" and list(tmp_path.iterdir()) == [target]
+    with atomic_write(target) as tmp:
+        tmp.write_bytes(b"new")
+    assert target.read_bytes() == b"new" and list(tmp_path.iterdir()) == [target]
+
+
+def test_atomic_write_gives_private_temporary_files_the_usual_mode(tmp_path):
+    target = tmp_path / "weights.safetensors"
+    with atomic_write(target) as tmp:
+        descriptor = os.open(tmp, os.O_WRONLY | os.O_CREAT, 0o600)  # as safetensors creates them
+        os.close(descriptor)
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert target.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def _imported_settings(env: dict[str, str]) -> list[str]:
+    code = "import os, derain, derain.cpu; print(os.environ.get('OMP_WAIT_POLICY')); print(derain.cpu.keep_freed_memory())"
+    clean = {k: v for k, v in os.environ.items() if k not in {"OMP_WAIT_POLICY", "DERAIN_CPU_TUNING"}
+             and not k.startswith("MALLOC_") and k != "GLIBC_TUNABLES"}
+    result = subprocess.run([sys.executable, "-c", code], env={**clean, **env}, capture_output=True, text=True, check=True)
+    return result.stdout.split()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or os.confstr("CS_GNU_LIBC_VERSION") is None,
+                    reason="mallopt is glibc's")
+def test_process_settings_respect_the_users_choices():
+    assert _imported_settings({}) == ["PASSIVE", "True"]
+    assert _imported_settings({"OMP_WAIT_POLICY": "ACTIVE"}) == ["ACTIVE", "True"]
+    assert _imported_settings({"MALLOC_ARENA_MAX": "2"}) == ["PASSIVE", "False"]
+    assert _imported_settings({"DERAIN_CPU_TUNING": "0"})[0] == "None"
