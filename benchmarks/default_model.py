@@ -31,6 +31,7 @@ from derain.cli.main import main as derain_cli
 from derain.data.pairing import pair_folders
 from derain.imageio import read_image, to_uint8, write_image
 from derain.inference import Deraining
+from derain.inference.api import DEFAULT_OVERLAP, DEFAULT_TILE
 from derain.metrics import brisque, niqe, psnr_ssim_matlab
 
 PRESETS = ("light", "medium", "heavy")
@@ -83,8 +84,8 @@ def main() -> None:
     source.add_argument("--checkpoint", type=Path, help="a derain checkpoint (e.g. RUN_DIR/best.pth)")
     source.add_argument("--pretrained", default="derain-synth", help="a shipped pretrained tag (default derain-synth)")
     parser.add_argument("--test", type=Path, default=Path("/work/corpus/derain-synth/test"), help="derain-synth/test")
-    parser.add_argument("--tile", type=int, default=256)
-    parser.add_argument("--overlap", type=int, default=16)
+    parser.add_argument("--tile", type=int, default=DEFAULT_TILE)
+    parser.add_argument("--overlap", type=int, default=DEFAULT_OVERLAP)
     parser.add_argument("--json", type=Path, help="write the results here")
     args = parser.parse_args()
 

@@ -14,7 +14,7 @@ from ..checkpoint import CheckpointError
 from ..data.pairing import IMAGE_SUFFIXES
 from ..imageio import DEFAULT_MAX_PIXELS, ImageReadError, fit_to_format, read_image, write_image
 from ..inference import Deraining
-from ..inference.api import PRECISIONS, PROTOCOLS
+from ..inference.api import DEFAULT_OVERLAP, DEFAULT_TILE, PRECISIONS, PROTOCOLS
 from ..pretrained import DEFAULT_TAG, load_pretrained
 from ..registry import list_models
 
@@ -35,8 +35,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--model", choices=list_models(), help="architecture (default: detected from --weights)")
     parser.add_argument("--weights", type=Path, help="checkpoint file (default: the shipped pretrained weights)")
     parser.add_argument("--pretrained", default=DEFAULT_TAG, metavar="TAG", help=f"pretrained weights used without --weights (default {DEFAULT_TAG})")
-    parser.add_argument("--tile", type=int, help="tile side in pixels (default: whole images)")
-    parser.add_argument("--overlap", type=int, default=32, help="pixels shared by tiles (default 32)")
+    parser.add_argument(
+        "--tile",
+        type=int,
+        default=DEFAULT_TILE,
+        help=f"tile side in pixels (default {DEFAULT_TILE}); 0: whole images, memory grows with the image",
+    )
+    parser.add_argument("--overlap", type=int, default=DEFAULT_OVERLAP, help=f"pixels shared by tiles (default {DEFAULT_OVERLAP})")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto (default)")
     parser.add_argument("--precision", choices=tuple(PRECISIONS), default="fp32")
     parser.add_argument("--batch-size", type=int, default=1, help="tiles per forward pass")
@@ -96,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
         derainer = Deraining(
             model,
             args.weights,
-            tile=args.tile,
+            tile=args.tile or None,
             overlap=args.overlap,
             device=args.device,
             precision=args.precision,

@@ -28,10 +28,10 @@ from .. import pretrained
 from ..checkpoint import CheckpointError, load_checkpoint
 from ..imageio import ImageReadError, read_image, write_image
 from ..inference import Deraining
+from ..inference.api import DEFAULT_OVERLAP, DEFAULT_TILE
 from . import DEFAULT_MAX_PIXELS
 
 CHECKPOINT_CHOICE = "checkpoint file"
-DEFAULT_TILE = 256
 SYSTEM_FONTS = ["ui-sans-serif", "system-ui", "sans-serif"]
 SYSTEM_MONO_FONTS = ["ui-monospace", "monospace"]
 
@@ -89,7 +89,7 @@ def restore_file(
     upload = Path(upload)
     started = time.perf_counter()
     rainy = read_image(upload, max_pixels=max_pixels)
-    overlap = min(32, tile // 4) if tile else 0  # small tiles keep most of each tile their own
+    overlap = min(DEFAULT_OVERLAP, tile // 4) if tile else 0  # small tiles keep most of each tile their own
     restored = Deraining(model, tile=tile, overlap=overlap, device=device)(rainy)
     out_dir.mkdir(parents=True, exist_ok=True)
     rainy_png = write_image(out_dir / f"{upload.stem}.png", rainy)

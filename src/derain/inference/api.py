@@ -61,6 +61,13 @@ def resolve_device(device: str | torch.device) -> torch.device:
     return torch.device("cpu")
 
 
+# What `derain run` and the demo use: on 2 CPU cores 256-pixel tiles with 16 shared pixels were
+# the fastest per megapixel for the default model (benchmarks/default_model_speed.py), and
+# memory stays bounded by the tile however large the photo.
+DEFAULT_TILE = 256
+DEFAULT_OVERLAP = 16
+
+
 class Deraining:
     """A model kept loaded, ready to derain many images with the same settings.
 
@@ -68,7 +75,7 @@ class Deraining:
         model: a module, or a registered name. With only ``weights``, the architecture is
             detected; with neither, derain's default pretrained model is used.
         weights: a checkpoint file, loaded with :func:`derain.load_checkpoint`.
-        tile: tile side in pixels, or ``None`` for whole images.
+        tile: tile side in pixels, or ``None`` for whole images (memory grows with the image).
         overlap: pixels shared by neighbouring tiles, blended linearly.
         device: ``"cpu"``, ``"cuda"``, ``"auto"``...; tiles run there, full images stay on the CPU.
         precision: ``"fp32"``, ``"fp16"`` or ``"bf16"`` (autocast).
@@ -87,7 +94,7 @@ class Deraining:
         weights: str | Path | None = None,
         *,
         tile: int | None = None,
-        overlap: int = 32,
+        overlap: int = DEFAULT_OVERLAP,
         device: str | torch.device = "auto",
         precision: str = "fp32",
         batch_size: int = 1,
@@ -190,7 +197,7 @@ def derain(
     weights: str | Path | None = None,
     *,
     tile: int | None = None,
-    overlap: int = 32,
+    overlap: int = DEFAULT_OVERLAP,
     device: str | torch.device = "auto",
     precision: str = "fp32",
     protocol: str = "blended",
