@@ -102,6 +102,9 @@ def main() -> None:
         hardware=args.hardware,
         scores={p: measured["scores"][p] for p in PRESETS},
         input_scores={p: measured["input_scores"][p] for p in PRESETS},
+        median_filter_scores={p: measured["median5_scores"][p] for p in PRESETS},
+        seconds_per_megapixel=round(measured["seconds_per_megapixel"], 2),
+        speed_setting=measured["speed_setting"],
     )
     params = sum(p.numel() for p in model.parameters())
     print(f"{card.weights} ({card.size_bytes / 2**20:.1f} MB, {params / 1e6:.2f} M parameters, torch {torch.__version__})")

@@ -5,7 +5,7 @@ the figure shows what a user gets on a new photo. Panels: rainy input, derain's 
 photo, each labelled with its PSNR against the clean photo (``rain100`` protocol).
 
     derain data photos --out data/photos
-    derain data benchmark --photos data/photos --out data/derain-synth
+    derain data synth-benchmark --photos data/photos --out data/derain-synth
     python scripts/readme_figure.py --benchmark data/derain-synth --preset heavy
 """
 
@@ -35,7 +35,7 @@ def labelled(image: np.ndarray, text: str) -> Image.Image:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--benchmark", type=Path, required=True, help="derain-synth root (from 'derain data benchmark')")
+    parser.add_argument("--benchmark", type=Path, required=True, help="derain-synth root (from 'derain data synth-benchmark')")
     parser.add_argument("--preset", choices=("light", "medium", "heavy"), default="heavy")
     parser.add_argument("--name", help="test pair stem (default: the first)")
     parser.add_argument("--weights", type=Path, help=f"a checkpoint instead of the shipped {DEFAULT_TAG!r}")

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
 
 import derain
 from derain import pretrained
+from derain.data.synth import add_rain
+from derain.imageio import read_image, to_uint8
+from derain.metrics import psnr_ssim_matlab
 from derain.pretrained import PretrainedError, load_pretrained, read_card, save_pretrained
+
+PHOTOS = Path(__file__).parent / "data" / "photos"
 
 
 def tiny_card_fields(tag: str = "derain-synth") -> dict:
@@ -29,6 +35,9 @@ def tiny_card_fields(tag: str = "derain-synth") -> dict:
         hardware="2 CPU cores",
         scores=scores,
         input_scores=rainy,
+        median_filter_scores={p: {"psnr": 26.0, "ssim": 0.82} for p in pretrained.PRESETS},
+        seconds_per_megapixel=3.0,
+        speed_setting={"megapixels": 1.4, "tile": 256, "overlap": 16, "threads": 2, "precision": "fp32"},
     )
 
 
@@ -115,6 +124,30 @@ def test_shipped_weights(tag):
     assert type(model) is type(derain.create_model(card.architecture, **card.config))
     assert all(gain > 0 for gain in card.psnr_gains().values())
     assert all(card.scores[p]["ssim"] > card.input_scores[p]["ssim"] for p in pretrained.PRESETS)
+    assert all(card.scores[p]["psnr"] > card.median_filter_scores[p]["psnr"] for p in pretrained.PRESETS)
     side = max(32, derain.model_card(card.architecture).size_multiple)
     restored = derain.derain(torch.rand(1, 3, side, side), model, device="cpu")
     assert restored.shape == (1, 3, side, side) and torch.isfinite(restored).all()
+
+
+def test_default_card_meets_the_targets_it_was_shipped_for():
+    """The default's card: PSNR +5/+8/+8 dB over the input and +3 dB over a 5x5 median, 10 s/MP at most."""
+    card = pretrained.PRETRAINED[pretrained.DEFAULT_TAG]
+    assert card.psnr_gains()["light"] >= 5 and card.psnr_gains()["medium"] >= 8 and card.psnr_gains()["heavy"] >= 8
+    assert all(card.scores[p]["psnr"] >= card.median_filter_scores[p]["psnr"] + 3 for p in pretrained.PRESETS)
+    assert card.seconds_per_megapixel <= 10 and card.speed_setting["precision"] == "fp32"
+
+
+def test_default_model_removes_synthetic_rain_from_photos_it_never_saw():
+    """The shipped weights themselves, not their card: four test photos outside the training corpus."""
+    deraining = derain.Deraining(device="cpu", tile=256, overlap=16)
+    gains = {preset: [] for preset in pretrained.PRESETS}
+    for name in ("astronaut", "chelsea", "coffee", "rocket"):
+        clean = read_image(PHOTOS / f"{name}.png")
+        for number, preset in enumerate(pretrained.PRESETS):
+            rainy, _, _ = add_rain(clean, preset, seed=number)
+            rainy_psnr, rainy_ssim = psnr_ssim_matlab(to_uint8(rainy), clean)
+            restored_psnr, restored_ssim = psnr_ssim_matlab(to_uint8(deraining(rainy)), clean)
+            assert restored_psnr > rainy_psnr + 2 and restored_ssim > rainy_ssim, (name, preset)
+            gains[preset].append(restored_psnr - rainy_psnr)
+    assert all(sum(g) / len(g) > 4 for g in gains.values()), gains

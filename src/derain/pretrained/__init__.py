@@ -41,8 +41,11 @@ class PretrainedCard:
     """What was trained, on what, how, and how well; one JSON file beside the weights.
 
     ``scores`` and ``input_scores`` map a derain-synth test preset (light, medium, heavy) to
-    ``{"psnr", "ssim", "niqe", "brisque"}`` of the restored images and of the rainy inputs;
-    PSNR/SSIM follow the ``rain100`` protocol of :func:`derain.metrics.psnr_ssim_matlab`.
+    ``{"psnr", "ssim", "niqe", "brisque"}`` of the restored images and of the rainy inputs, and
+    ``median_filter_scores`` to ``{"psnr", "ssim"}`` of a 5x5 median filter of the inputs (the
+    classical baseline); PSNR/SSIM follow the ``rain100`` protocol of
+    :func:`derain.metrics.psnr_ssim_matlab`. ``seconds_per_megapixel`` is a whole ``derain run``
+    of a photo under ``speed_setting`` (megapixels, tile, overlap, threads, precision).
     ``weights`` is the path of the safetensors file (the JSON stores its name only).
     """
 
@@ -61,6 +64,9 @@ class PretrainedCard:
     hardware: str
     scores: Mapping[str, Mapping[str, float]]
     input_scores: Mapping[str, Mapping[str, float]]
+    median_filter_scores: Mapping[str, Mapping[str, float]]
+    seconds_per_megapixel: float
+    speed_setting: Mapping[str, Any]
 
     @property
     def size_bytes(self) -> int:
@@ -75,7 +81,8 @@ class PretrainedCard:
         gains = ", ".join(f"{p} {gain:+.1f} dB" for p, gain in self.psnr_gains().items())
         return (
             f"{self.architecture}, {self.steps} steps in {self.wall_time_s / 60:.0f} min on "
-            f"{self.hardware}; PSNR over the rainy input on derain-synth test: {gains}"
+            f"{self.hardware}; PSNR over the rainy input on derain-synth test: {gains}; "
+            f"{self.seconds_per_megapixel:.1f} s/MP on {self.speed_setting['threads']} CPU threads"
         )
 
     def to_json(self) -> str:
@@ -103,10 +110,10 @@ def read_card(path: str | Path) -> PretrainedCard:
             f"{path}: architecture {fields['architecture']!r} is not registered "
             f"(known: {', '.join(list_models())})"
         )
-    for name in ("scores", "input_scores"):
+    for name, metrics in (("scores", METRICS), ("input_scores", METRICS), ("median_filter_scores", METRICS[:2])):
         table = fields[name]
-        if set(table) != set(PRESETS) or any(set(row) != set(METRICS) for row in table.values()):
-            raise PretrainedError(f"{path}: {name} must give {list(METRICS)} for each of {list(PRESETS)}")
+        if set(table) != set(PRESETS) or any(set(row) != set(metrics) for row in table.values()):
+            raise PretrainedError(f"{path}: {name} must give {list(metrics)} for each of {list(PRESETS)}")
     fields["weights"] = path.parent / fields["weights"]
     return PretrainedCard(**fields)
 
