@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -343,3 +344,16 @@ def test_nan_loss_stops_naming_step_and_checkpoint(tmp_path, pairs, monkeypatch)
     monkeypatch.setattr(training_loop, "build_loss", poisoned)
     with pytest.raises(TrainingError, match=r"loss is nan at step 4; .*step_00000002\.pth"):
         train(load_config(tiny_config(tmp_path, pairs)))
+
+
+def test_early_stopping_after_patience_validations_without_a_new_best(tmp_path, pairs):
+    """As the DAIT/DMSR train.py: stop once `patience` validations in a row bring no new best."""
+    assert load_config(CONFIGS / "cpraformer.yaml", check_paths=False).train.early_stop_patience == 40
+    raw = tiny_config(tmp_path, pairs, iterations=10, val_every=1, checkpoint_every=100, early_stop_patience=2)
+    raw["optim"]["lr"] = 0.0  # the validation PSNR never improves after the first
+    run_dir = train(load_config(raw))
+    records = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if "val_psnr" in r] == [1, 2, 3]
+    assert [r["step"] for r in records if "early_stop" in r] == [3]
+    assert "best" in records[-1]["early_stop"] and max(r["step"] for r in records) == 3
+    assert (run_dir / "checkpoints" / "step_00000003.pth").is_file()  # resumable where it stopped

@@ -114,6 +114,8 @@ class TrainConfig:
     are accumulated over ``batch_size / (device_batch_size × processes)`` micro-batches.
     Exactly one of ``iterations`` and ``epochs`` is set; ``val_every`` and
     ``checkpoint_every`` count in the same unit (iterations or epochs).
+    ``early_stop_patience`` ends the run after that many validations in a row without a new
+    best PSNR (the DAIT/DMSR recipes: 40 epochs).
     """
 
     run_dir: str = ""
@@ -125,6 +127,7 @@ class TrainConfig:
     mixed_precision: Literal["no", "bf16", "fp16"] = "no"
     ema_decay: float | None = None
     val_every: int = 1000
+    early_stop_patience: int | None = None
     checkpoint_every: int = 1000
     keep_last: int = 3
     log_every: int = 100

@@ -90,7 +90,7 @@ def train(config: Config | str | Path, overrides: tuple[str, ...] = (), *, resum
     scheduler = _build_scheduler(config, optimizer, steps_per_epoch, total_steps)
     ema = EMA(model, cfg.ema_decay) if cfg.ema_decay is not None else None
     loss_fn = build_loss(config.loss.name, edge_weight=config.loss.edge_weight, fft_weight=config.loss.fft_weight)
-    best = {"psnr": -math.inf, "step": None}
+    best = {"psnr": -math.inf, "step": None, "stale": 0}
     if start_step:
         state = checkpoints.load_checkpoint_state(run_dir, start_step, model, ema.model if ema else None)
         optimizer.load_state_dict(state["optimizer"])
@@ -152,10 +152,17 @@ def train(config: Config | str | Path, overrides: tuple[str, ...] = (), *, resum
                 psnr, ssim = validate(scored, val_set, model_card(name).size_multiple)
                 log.write(step=done, val_psnr=psnr, val_ssim=ssim)
                 if psnr > best["psnr"]:
-                    best = {"psnr": psnr, "ssim": ssim, "step": done}
+                    best = {"psnr": psnr, "ssim": ssim, "step": done, "stale": 0}
                     save_weights(run_dir / "best.pth", scored, name, model_config)
+                else:
+                    best["stale"] = best.get("stale", 0) + 1
+                if cfg.early_stop_patience is not None and best["stale"] >= cfg.early_stop_patience:
+                    log.write(step=done, early_stop=f"{best['stale']} validations without a new best "
+                              f"(best {best['psnr']:.4f} dB at step {best['step']})")
+                    accelerator.set_trigger()
             accelerator.wait_for_everyone()
-        if done % (cfg.checkpoint_every * unit) == 0 or done == total_steps:
+        stopping = accelerator.check_trigger()
+        if done % (cfg.checkpoint_every * unit) == 0 or done == total_steps or stopping:
             if main:
                 checkpoints.save_checkpoint(
                     run_dir, done, accelerator.unwrap_model(model), name, model_config,
@@ -164,6 +171,8 @@ def train(config: Config | str | Path, overrides: tuple[str, ...] = (), *, resum
                 )
             last_saved = done
             accelerator.wait_for_everyone()
+        if stopping:
+            break
     progress.close()
     log.close()
     accelerator.end_training()
