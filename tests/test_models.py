@@ -127,3 +127,15 @@ def test_bad_inputs_name_the_shape(name):
         model(torch.rand(1, 4, h, w))
     with pytest.raises(ValueError, match=r"multiples of %d.*\(1, 3, %d, %d\)" % (card.size_multiple, h + 1, w)):
         model(torch.rand(1, 3, h + 1, w))
+
+
+def test_conv_chunks_equal_chunks_of_the_whole_conv():
+    from derain.models.layers import conv_chunks
+
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(8, 12, 1)
+    x = torch.randn(2, 8, 16, 16).contiguous(memory_format=torch.channels_last)
+    for got, expected in zip(conv_chunks(conv, x, 2), conv(x).chunk(2, dim=1)):
+        torch.testing.assert_close(got, expected, rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match="ungrouped conv, got groups=4"):
+        conv_chunks(torch.nn.Conv2d(8, 8, 3, groups=4), x, 2)

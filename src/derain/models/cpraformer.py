@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..registry import ModelCard, register_model
-from .layers import ChannelLayerNorm, RestormerUNet, layer_norm_type_has_bias
+from .layers import ChannelLayerNorm, RestormerUNet, conv_chunks, fast_layout, layer_norm_type_has_bias
 
 
 def top_k_softmax(scores: torch.Tensor, k: int | torch.Tensor) -> torch.Tensor:
@@ -170,18 +170,21 @@ class CrossParadigmAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, _, h, w = x.shape
-        conv_in, attn_in = self.linear_0(x).chunk(2, dim=1)
+        conv_in, attn_in = conv_chunks(self.linear_0, x, 2)
         conv_out = self.spr_sa(conv_in)
 
-        qkv = self.qkv_dwconv(self.qkv(attn_in))
-        q, k, v = qkv.reshape(b, 3, self.num_heads, -1, h * w).unbind(1)
+        # (B, 3, heads, C_head, H·W) views of the qkv channels, in whatever memory format they have
+        qkv = self.qkv_dwconv(self.qkv(attn_in)).flatten(2).unflatten(1, (3, self.num_heads, -1))
+        q, k, v = qkv.unbind(1)
         channels = q.shape[2]
         q = F.normalize(q, dim=-1)
         k = F.normalize(k, dim=-1)
         scores = (q @ k.transpose(-2, -1)) * self.temperature
         weights = top_k_softmax(scores, self.top_k_count(attn_in, channels))
         branch_sum = self.attn1 + self.attn2 + self.attn3 + self.attn4
-        attn_out = ((weights * branch_sum) @ v).reshape(b, -1, h, w)
+        # (weights · v)ᵀ = vᵀ · weightsᵀ is (B, heads, H·W, C_head): channels last once heads merge
+        attn_out = v.transpose(-2, -1) @ (weights * branch_sum).transpose(-2, -1)
+        attn_out = attn_out.permute(0, 2, 1, 3).reshape(b, h, w, -1).permute(0, 3, 1, 2)
 
         # FAIM stage 1: each branch is gated by a map computed from the other one.
         channel_map = self.channel_interaction(attn_out)
@@ -207,7 +210,7 @@ class MultiScaleGatedFeedForward(nn.Module):
         self.project_out = nn.Conv2d(hidden, dim, 1, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        small, large = self.project_in(x).chunk(2, dim=1)
+        small, large = conv_chunks(self.project_in, x, 2)
         return self.project_out(F.gelu(self.dwconv(small)).mul_(self.dwconv_2(large)))
 
 
@@ -233,6 +236,7 @@ class CPRAformerBlock(nn.Module):
         self.ffn = MultiScaleGatedFeedForward(dim, ffn_expansion_factor, bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = fast_layout(x)
         # residuals added in place to the fresh branch outputs: fewer full-size allocations
         x = self.attn(self.norm1(x)).add_(x)
         return self.ffn(self.norm2(x)).add_(x)

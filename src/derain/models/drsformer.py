@@ -21,24 +21,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..registry import ModelCard, register_model
-from .layers import ChannelLayerNorm, RestormerUNet, layer_norm_type_has_bias
+from .layers import ChannelLayerNorm, RestormerUNet, fast_layout, layer_norm_type_has_bias
 
 # Fractions of the channels per head that the four sparse attention maps keep, in the
 # official expressions (``int(C/2)``, ``int(C*2/3)``, ...) so the counts round identically.
 _TOP_K_FRACTIONS = ((1, 2), (2, 3), (3, 4), (4, 5))
-
-
-def _fast_layout(x: torch.Tensor) -> torch.Tensor:
-    """``x`` in the memory layout where its depthwise convolutions run fastest.
-
-    On CPU, oneDNN's depthwise kernels (float32, bfloat16, float16) are several times
-    faster on channels-last tensors than on NCHW ones, and depthwise convs dominate this
-    network's run time; float64 goes through PyTorch's generic kernels, which are fast on
-    NCHW only. Values are the same either way.
-    """
-    if x.device.type == "cpu" and x.dtype in (torch.float32, torch.bfloat16, torch.float16):
-        return x.contiguous(memory_format=torch.channels_last)
-    return x
 
 
 class TopKSparseAttention(nn.Module):
@@ -154,7 +141,7 @@ def _pairwise_grouped_conv(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
 class SparseTransformerBlock(nn.Module):
     """Pre-norm block: ``x + TKSA(norm1(x))``, then ``x + MSFN(norm2(x))``.
 
-    Works in the memory layout :func:`_fast_layout` picks (channels-last for float32 on
+    Works in the memory layout :func:`fast_layout` picks (channels-last for float32 on
     CPU), converting its input only if needed. Residuals are added in place to the
     branch outputs (fresh conv results): at 512×512 and above each full-size tensor the
     allocator has to map and zero costs about as much as the arithmetic on it.
@@ -170,7 +157,7 @@ class SparseTransformerBlock(nn.Module):
         self.ffn = MixedScaleFeedForward(dim, ffn_expansion_factor, bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = _fast_layout(x)
+        x = fast_layout(x)
         x = self.attn(self.norm1(x)).add_(x)
         return self.ffn(self.norm2(x)).add_(x)
 
@@ -282,7 +269,7 @@ class MixtureOfExpertsCompensator(nn.Module):
 
     A gate computes per-sample softmax weights over eight CNN experts for each step from
     the globally pooled features; each step mixes the weighted expert outputs with a 1×1
-    conv and adds them residually. Works in :func:`_fast_layout`, like the blocks.
+    conv and adds them residually. Works in :func:`fast_layout`, like the blocks.
     """
 
     def __init__(self, channels: int) -> None:
@@ -291,7 +278,7 @@ class MixtureOfExpertsCompensator(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         gate, steps = self.layers
-        x = _fast_layout(x)
+        x = fast_layout(x)
         return steps(x, torch.softmax(gate(x), dim=-1))
 
 
