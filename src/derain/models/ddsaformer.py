@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..registry import ModelCard, register_model
-from .layers import ChannelLayerNorm, RestormerUNet, layer_norm_type_has_bias
+from .layers import ChannelLayerNorm, RestormerUNet, conv_chunks, fast_layout, layer_norm_type_has_bias
 
 ATTENTION_MODES = ("dual", "dense", "sparse")
 MASK_VALUES = {"-inf": float("-inf"), "zero": 0.0}
@@ -90,8 +90,8 @@ class DynamicDualAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
-        # Chunks of a contiguous NCHW tensor reshape to (B, heads, C, H·W) as views.
-        q, k, v = (t.reshape(b, self.num_heads, -1, h * w) for t in self.qkv_dwconv(self.qkv(x)).chunk(3, 1))
+        # (B, 3, heads, C_head, H·W) views of the qkv channels, in whatever memory format they have
+        q, k, v = self.qkv_dwconv(self.qkv(x)).flatten(2).unflatten(1, (3, self.num_heads, -1)).unbind(1)
         # Dividing the C×C scores by the norms equals normalising q and k first (F.normalize,
         # eps 1e-12), without writing two H·W-sized normalised copies.
         q_norm = q.norm(dim=-1, keepdim=True).clamp_min(1e-12)
@@ -102,7 +102,9 @@ class DynamicDualAttention(nn.Module):
             attn = self.dense_weight * scores.softmax(dim=-1)
         if self.sparse_weight is not None:
             attn = attn + self.sparse_weight * top_k_softmax(scores, self.top_k, self.fill)
-        return self.project_out((attn @ v).reshape(b, c, h, w))
+        # (attn · v)ᵀ = vᵀ · attnᵀ is (B, heads, H·W, C_head): channels last once heads merge
+        out = v.transpose(-2, -1) @ attn.transpose(-2, -1)
+        return self.project_out(out.permute(0, 2, 1, 3).reshape(b, h, w, c).permute(0, 3, 1, 2))
 
 
 def sefn_hidden_width(dim: int, ffn_expansion_factor: float, scale: int) -> int:
@@ -136,17 +138,17 @@ class SpatialEnhancedFFN(nn.Module):
                 f"SEFN hidden width is 0 for dim={dim}, ffn_expansion_factor={ffn_expansion_factor}, "
                 f"sefn_scale={scale}"
             )
-        self.width = hidden // scale
+        width = hidden // scale
         self.project_in = nn.Conv2d(dim, hidden, 1, bias=bias)
         self.dwconvs = nn.ModuleList(
-            nn.Conv2d(self.width, self.width, 3, padding=1, groups=self.width, bias=bias)
+            nn.Conv2d(width, width, 3, padding=1, groups=width, bias=bias)
             for _ in range(scale - 1)
         )
         self.spatial_conv = nn.Conv2d(2, 1, 7, padding=3, bias=bias) if spatial_attention else None
         self.project_out = nn.Conv2d(hidden, dim, 1, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        first, *rest = self.project_in(x).split(self.width, dim=1)
+        first, *rest = conv_chunks(self.project_in, x, len(self.dwconvs) + 1)
         outputs, previous = [first], None
         for conv, group in zip(self.dwconvs, rest):
             previous = conv(group if previous is None else group + previous)
@@ -203,8 +205,10 @@ class DualAttentionBlock(nn.Module):
             self.ffn = GatedDconvFFN(dim, ffn_expansion_factor, bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.norm1(x))
-        return x + self.ffn(self.norm2(x))
+        x = fast_layout(x)
+        # residuals added in place to the fresh branch outputs: fewer full-size allocations
+        x = self.attn(self.norm1(x)).add_(x)
+        return self.ffn(self.norm2(x)).add_(x)
 
 
 _LEVELS = ("encoder_level1", "encoder_level2", "encoder_level3", "latent")
