@@ -151,3 +151,16 @@ def test_default_model_removes_synthetic_rain_from_photos_it_never_saw():
             assert restored_psnr > rainy_psnr + 2 and restored_ssim > rainy_ssim, (name, preset)
             gains[preset].append(restored_psnr - rainy_psnr)
     assert all(sum(g) / len(g) > 4 for g in gains.values()), gains
+
+
+def test_a_damaged_card_is_reported_when_used_not_at_import(tmp_path, monkeypatch):
+    install_tiny_pretrained(tmp_path, monkeypatch)
+    (tmp_path / "broken.json").write_text("{not json")
+    cards, broken = pretrained.installed_cards(tmp_path)
+    assert list(cards) == ["derain-synth"] and list(broken) == ["broken"]
+    monkeypatch.setattr(pretrained, "BROKEN", broken)
+    with pytest.raises(PretrainedError, match=r"broken\.json: not a readable JSON card"):
+        load_pretrained("broken")
+    with pytest.raises(PretrainedError, match=r"broken\.json: not a readable JSON card"):
+        pretrained.read_cards(tmp_path)
+    assert not load_pretrained("derain-synth").training

@@ -119,21 +119,35 @@ def read_card(path: str | Path) -> PretrainedCard:
 
 
 def read_cards(folder: str | Path = PRETRAINED_DIR) -> dict[str, PretrainedCard]:
-    """``{tag: card}`` for every ``*.json`` card in ``folder``."""
-    cards = {}
-    for path in sorted(Path(folder).glob("*.json")):
-        card = read_card(path)
-        if card.tag != path.stem:
-            raise PretrainedError(f"{path}: tag {card.tag!r} differs from the file name {path.stem!r}")
-        cards[card.tag] = card
+    """``{tag: card}`` for every ``*.json`` card in ``folder``; the first invalid card raises."""
+    cards, broken = installed_cards(folder)
+    if broken:
+        raise next(iter(broken.values()))
     return cards
 
 
-PRETRAINED: dict[str, PretrainedCard] = read_cards()
+def installed_cards(folder: str | Path = PRETRAINED_DIR) -> tuple[dict[str, PretrainedCard], dict[str, PretrainedError]]:
+    """Valid cards and, by tag, the errors of invalid ones, so one damaged card cannot stop ``import derain``."""
+    cards, broken = {}, {}
+    for path in sorted(Path(folder).glob("*.json")):
+        try:
+            card = read_card(path)
+            if card.tag != path.stem:
+                raise PretrainedError(f"{path}: tag {card.tag!r} differs from the file name {path.stem!r}")
+        except PretrainedError as err:
+            broken[path.stem] = err
+            continue
+        cards[card.tag] = card
+    return cards, broken
+
+
+PRETRAINED, BROKEN = installed_cards()
 
 
 def pretrained_card(tag: str = DEFAULT_TAG) -> PretrainedCard:
-    """The card of ``tag``; the error lists the tags that are installed."""
+    """The card of ``tag``; the error says why a shipped card is unusable, or lists the installed tags."""
+    if tag in BROKEN:
+        raise BROKEN[tag]
     try:
         return PRETRAINED[tag]
     except KeyError:
