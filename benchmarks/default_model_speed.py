@@ -5,11 +5,8 @@ decode, tiles, model and encode included (issue 8). Each candidate is timed on t
 (a test photo of derain-synth, tiled up to about 1.2 MP), untrained weights: speed does not
 depend on the values. Reported, never asserted.
 
-    OMP_NUM_THREADS=2 OMP_WAIT_POLICY=PASSIVE python benchmarks/default_model_speed.py
-    OMP_NUM_THREADS=2 OMP_WAIT_POLICY=PASSIVE python benchmarks/default_model_speed.py --candidates default
-
-On shared cores libgomp's default busy-waiting can make 2 threads several times slower than 1;
-``OMP_WAIT_POLICY=PASSIVE`` avoids it.
+    OMP_NUM_THREADS=2 python benchmarks/default_model_speed.py
+    OMP_NUM_THREADS=2 python benchmarks/default_model_speed.py --candidates default
 """
 
 from __future__ import annotations
@@ -25,6 +22,7 @@ import torch
 import derain
 from derain.imageio import read_image, write_image
 from derain.inference import Deraining
+from derain.inference.api import DEFAULT_OVERLAP, DEFAULT_TILE
 from derain.training import load_config
 
 RECIPE = load_config(Path(__file__).resolve().parents[1] / "configs" / "default.yaml", check_paths=False)
@@ -67,8 +65,8 @@ def main() -> None:
     parser.add_argument("--candidates", nargs="+", default=list(CANDIDATES), choices=list(CANDIDATES))
     parser.add_argument("--photo", type=Path, default=DEFAULT_PHOTO, help="a photo (tiled up to --megapixels)")
     parser.add_argument("--megapixels", type=float, default=1.2)
-    parser.add_argument("--tile", type=int, default=256)
-    parser.add_argument("--overlap", type=int, default=16)
+    parser.add_argument("--tile", type=int, default=DEFAULT_TILE)
+    parser.add_argument("--overlap", type=int, default=DEFAULT_OVERLAP)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         photo = Path(folder) / "photo.png"

@@ -8,8 +8,6 @@
 #   CORPUS=~/data RUN_DIR=~/runs/default scripts/train_default.sh
 set -euo pipefail
 
-# libgomp's default busy-waiting makes a step 5x slower on shared cores (25 s instead of 5 s)
-export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
 CORPUS=${CORPUS:-/work/corpus}
 RUN_DIR=${RUN_DIR:-/work/runs/default}
 CONFIG=$(dirname "$0")/../configs/default.yaml
