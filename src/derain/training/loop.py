@@ -113,6 +113,7 @@ def train(config: Config | str | Path, overrides: tuple[str, ...] = (), *, resum
     micro_batches = iter(loader)
     model.train()
     tic = time.perf_counter()
+    stopping = False
     for step in range(start_step, total_steps):
         total = torch.zeros((), device=accelerator.device)
         for micro in range(batches.accumulation):
@@ -161,7 +162,7 @@ def train(config: Config | str | Path, overrides: tuple[str, ...] = (), *, resum
                               f"(best {best['psnr']:.4f} dB at step {best['step']})")
                     accelerator.set_trigger()
             accelerator.wait_for_everyone()
-        stopping = accelerator.check_trigger()
+            stopping = accelerator.check_trigger()  # every process learns the main one's decision
         if done % (cfg.checkpoint_every * unit) == 0 or done == total_steps or stopping:
             if main:
                 checkpoints.save_checkpoint(
