@@ -6,7 +6,8 @@ the preset is the density label). Seeds are derived from (seed, photo stem, inde
 does not change when other photos are added.
 
 derain-synth is made from the clean-photo corpus (``derain.data.photos``): the test photos give
-light/medium/heavy test pairs, the train photos matching training pairs, all at fixed seeds, with
+light/medium/heavy test pairs and a held-out pair per rain family (``families/``), the train
+photos light/medium/heavy training pairs, all at fixed seeds, with
 photos resized so the shorter side is ``BENCHMARK_SHORT_SIDE`` (close to the 321 x 481 of
 Rain100/Rain200). ``data/derain-synth.sha256`` in the repository records the file checksums, so
 any change to the generator is noticed.
@@ -25,7 +26,7 @@ from PIL import Image
 
 from ..imageio import read_image, to_uint8, write_image
 from .pairing import list_images
-from .synth import PRESET_NAMES, PRESETS, synthesize
+from .synth import FAMILIES, PRESET_NAMES, PRESETS, synthesize
 
 BENCHMARK_SHORT_SIDE = 480
 BENCHMARK_SEED = 2024
@@ -121,7 +122,9 @@ def _resize_short_side(image: np.ndarray, short_side: int) -> np.ndarray:
 
 
 def build_benchmark(photos: str | Path, out: str | Path) -> dict[str, int]:
-    """Build derain-synth from a photo corpus: ``out/{test,train}/{light,medium,heavy}/``.
+    """Build derain-synth from a photo corpus: ``out/{test,train}/{light,medium,heavy}/`` and the
+    held-out ``out/families/<family>/``: the test photos under each rain family of
+    :data:`derain.data.synth.FAMILIES` (split added later; the preset folders are unchanged).
 
     Built in a temporary folder beside ``out`` and renamed at the end; returns pairs per folder.
     """
@@ -137,6 +140,10 @@ def build_benchmark(photos: str | Path, out: str | Path) -> dict[str, int]:
                 folder = f"{split}/{preset}"
                 seed = BENCHMARK_SEED + 10 * number + (split == "train")
                 counts[folder] = make_pairs(photos / corpus_split, staging / folder, preset=preset, seed=seed, short_side=BENCHMARK_SHORT_SIDE)
+        for number, family in enumerate(FAMILIES):
+            folder = f"families/{family}"
+            seed = BENCHMARK_SEED + 1000 + 10 * number
+            counts[folder] = make_pairs(photos / "test", staging / folder, preset=family, seed=seed, short_side=BENCHMARK_SHORT_SIDE)
         staging.rename(out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
