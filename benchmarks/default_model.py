@@ -9,7 +9,7 @@ encode) on a test photo enlarged to about 1.2 MP. Writes a JSON whose ``scores``
 with the issue's targets. Reported, never asserted.
 
     OMP_NUM_THREADS=2 python benchmarks/default_model.py \\
-        --checkpoint /work/runs/default/best.pth --json /work/runs/default/scores.json
+        --checkpoint $RUN_DIR/best.pth --json $RUN_DIR/scores.json
     python benchmarks/default_model.py                  # the shipped pretrained "derain-synth"
 """
 
@@ -22,6 +22,10 @@ import tempfile
 import time
 from pathlib import Path
 
+import derain.cpu
+
+derain.cpu.tune()  # this script owns its process: the derain command's settings, before torch starts
+
 import numpy as np
 import torch
 from scipy.ndimage import median_filter
@@ -30,12 +34,11 @@ from derain.checkpoint import load_checkpoint
 from derain.cli.main import main as derain_cli
 from derain.data.pairing import pair_folders
 from derain.imageio import read_image, to_uint8, write_image
-from derain.inference import Deraining
-from derain.inference.api import DEFAULT_OVERLAP, DEFAULT_TILE
+from derain.inference import Deraining, inference_card
 from derain.metrics import brisque, niqe, psnr_ssim_matlab
 from derain.pretrained import PRESETS
 
-from default_model_speed import tiled_photo  # the sibling script in this folder
+from default_model_speed import CORPUS, tiled_photo  # the sibling script in this folder
 
 # issue 8: PSNR gain over the rainy input per preset, and over the 5×5 median filter
 PSNR_GAIN_OVER_INPUT = {"light": 5.0, "medium": 8.0, "heavy": 8.0}
@@ -83,9 +86,9 @@ def main() -> None:
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--checkpoint", type=Path, help="a derain checkpoint (e.g. RUN_DIR/best.pth)")
     source.add_argument("--pretrained", default="derain-synth", help="a shipped pretrained tag (default derain-synth)")
-    parser.add_argument("--test", type=Path, default=Path("/work/corpus/derain-synth/test"), help="derain-synth/test")
-    parser.add_argument("--tile", type=int, default=DEFAULT_TILE)
-    parser.add_argument("--overlap", type=int, default=DEFAULT_OVERLAP)
+    parser.add_argument("--test", type=Path, default=CORPUS / "derain-synth" / "test", help="derain-synth/test (default $CORPUS/derain-synth/test)")
+    parser.add_argument("--tile", type=int, help="default: the model card's")
+    parser.add_argument("--overlap", type=int, help="default: the model card's")
     parser.add_argument("--json", type=Path, help="write the results here")
     args = parser.parse_args()
 
@@ -95,6 +98,9 @@ def main() -> None:
         from derain.pretrained import load_pretrained
 
         model, weights = load_pretrained(args.pretrained), ["--pretrained", args.pretrained]
+    card = inference_card(model)
+    args.tile = card.tile if args.tile is None else args.tile
+    args.overlap = card.overlap if args.overlap is None else args.overlap
     derainer = Deraining(model, tile=args.tile, overlap=args.overlap, device="cpu")
     started = time.perf_counter()
     per_preset = {preset: preset_scores(derainer, args.test / preset) for preset in PRESETS}

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..registry import ModelCard, register_model
+from ..registry import ModelCard, Tiling, register_model
 from .layers import ChannelLayerNorm, RestormerUNet, conv_chunks, fast_layout, layer_norm_type_has_bias
 
 
@@ -269,7 +269,9 @@ _OFFICIAL_FFN_EXPANSION = 2.66
         batch_independent=False,
         num_outputs=1,
         half_precision=False,
-        tiling=(
+        tiling=Tiling.OFFICIAL_WINDOWS,
+        official_protocol="windows",
+        tiling_notes=(
             "The official test cuts the image into 128×128 windows without overlap (plus "
             "windows aligned to the right and bottom edges for the remainder), runs all "
             "windows of an image as one batch, and pastes them back without blending. "

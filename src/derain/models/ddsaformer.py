@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..registry import ModelCard, register_model
+from ..registry import ModelCard, Tiling, register_model
 from .layers import ChannelLayerNorm, RestormerUNet, conv_chunks, fast_layout, layer_norm_type_has_bias
 
 ATTENTION_MODES = ("dual", "dense", "sparse")
@@ -231,7 +231,9 @@ _LEVELS = ("encoder_level1", "encoder_level2", "encoder_level3", "latent")
         batch_independent=True,
         num_outputs=1,
         half_precision=True,
-        tiling=(
+        tiling=Tiling.DISCOURAGED,
+        overlap=32,
+        tiling_notes=(
             "Attention is over channels with statistics pooled over the whole image, so tiles "
             "change the result slightly; use tiles of 256 px or more with 32 px overlap when "
             "the full image does not fit in memory."

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..registry import ModelCard, register_model
+from ..registry import ModelCard, Tiling, register_model
 from .layers import check_input
 
 
@@ -294,7 +294,9 @@ class FAM(nn.Module):
         batch_independent=True,
         num_outputs=3,
         half_precision=False,
-        tiling=(
+        tiling=Tiling.OFFICIAL_WINDOWS,
+        official_protocol="windows",
+        tiling_notes=(
             "The official test splits every image into non-overlapping 128×128 windows (plus "
             "edge windows) and stitches the full-resolution output; use 128×128 tiles to "
             "reproduce the paper. The Fourier units see the whole tile, so results depend on "

@@ -281,7 +281,8 @@ def _coerce(value: Any, kind: Any, key: str) -> Any:
 
 def _check(config: Config, check_paths: bool) -> None:
     model, data, train, schedule = config.model, config.data, config.train, config.schedule
-    from ..registry import list_models, model_class
+    from ..factory import list_models
+    from ..registry import model_class
 
     if model.name not in list_models():
         raise ConfigError(f"model.name {model.name!r} is not a registered model ({', '.join(list_models())})")

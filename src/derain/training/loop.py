@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader
 
 from ..checkpoint import load_checkpoint, save_weights
 from ..data.paired import PairedImageDataset, TrainingBatches
-from ..registry import create_model, model_card
+from ..factory import create_model, model_card
 from . import checkpoints
 from .config import Config, ConfigError, load_config, save_config
 from .ema import EMA
