@@ -34,7 +34,7 @@ from derain.checkpoint import load_checkpoint
 from derain.cli.main import main as derain_cli
 from derain.data.pairing import pair_folders
 from derain.imageio import read_image, to_uint8, write_image
-from derain.inference import Deraining, inference_card
+from derain.inference import Deraining, evaluate, inference_card
 from derain.metrics import brisque, niqe, psnr_ssim_matlab
 from derain.pretrained import PRESETS
 
@@ -53,18 +53,22 @@ def median5(image: np.ndarray) -> np.ndarray:
 
 
 def preset_scores(derainer: Deraining, folder: Path) -> dict[str, dict[str, float]]:
-    """Mean scores of the restored images, the rainy inputs and their median filter over one preset."""
-    rows: dict[str, list[dict[str, float]]] = {"restored": [], "input": [], "median5": []}
+    """Mean scores of the restored images (:func:`derain.evaluate`), the rainy inputs and their median filter over one preset."""
+    evaluation = evaluate(derainer, folder, metrics=("psnr", "ssim", "niqe", "brisque"))
+    if evaluation.failures:
+        raise SystemExit(f"{folder}: {evaluation.failures[0][0]}: {evaluation.failures[0][1]}")
+    scores = {"restored": {metric: stats["mean"] for metric, stats in evaluation.summary().items()}}
+    rows: dict[str, list[dict[str, float]]] = {"input": [], "median5": []}
     for pair in pair_folders(folder / "input", folder / "target"):
         rainy, clean = to_uint8(read_image(pair.input)), to_uint8(read_image(pair.target))
-        candidates = {"restored": derainer(rainy), "input": rainy, "median5": median5(rainy)}
-        for kind, image in candidates.items():
+        for kind, image in {"input": rainy, "median5": median5(rainy)}.items():
             psnr, ssim = psnr_ssim_matlab(image, clean, protocol="rain100")
             row = {"psnr": psnr, "ssim": ssim}
             if kind != "median5":
                 row.update(niqe=niqe(image), brisque=brisque(image))
             rows[kind].append(row)
-    return {kind: {key: float(np.mean([r[key] for r in found])) for key in found[0]} for kind, found in rows.items()}
+    scores.update({kind: {key: float(np.mean([r[key] for r in found])) for key in found[0]} for kind, found in rows.items()})
+    return scores
 
 
 def run_seconds_per_megapixel(weights: list[str], photo: Path, tile: int, overlap: int) -> tuple[float, float]:

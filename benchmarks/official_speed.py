@@ -11,8 +11,8 @@ settings the ``derain`` command applies (:func:`derain.cpu.tune`), so the table 
 gains from what its process settings gain; both inherit the caller's environment, so leave
 ``OMP_WAIT_POLICY`` and ``MALLOC_*`` unset. Reported, never asserted.
 
-    OMP_NUM_THREADS=2 python benchmarks/official_speed.py --drsformer ~/src/DRSformer \\
-        --cpraformer ~/src/DAIT --dmsr ~/src/DMSR --sizes 256 512 --repeats 3
+    OMP_NUM_THREADS=2 python benchmarks/official_speed.py --drsformer ../DRSformer \\
+        --cpraformer ../DAIT --dmsr ../DMSR --sizes 256 512 --repeats 3
 """
 
 from __future__ import annotations

@@ -47,6 +47,16 @@ def weights(tmp_path_factory) -> Path:
     return derain.save_weights(tmp_path_factory.mktemp("w") / "tiny.pth", model, "drsformer", config)
 
 
+def cli(module, argv: list[str]) -> int:
+    """Run one ``derain`` sub-command module on ``argv`` in this process; its exit code."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="derain")
+    module.register(parser.add_subparsers())
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
 def install_pretrained(monkeypatch, folder: Path | None) -> None:
     """Make the cards in ``folder`` the installed pretrained weights for this test (none: ``None``)."""
     from derain import pretrained

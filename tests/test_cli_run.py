@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 
 import numpy as np
 import pytest
@@ -13,15 +12,8 @@ import derain
 from derain.cli import models as models_command
 from derain.cli import run as run_command
 from derain.imageio import read_image, write_image
-from conftest import install_pretrained
+from conftest import cli, install_pretrained
 from test_pretrained import install_tiny_pretrained
-
-
-def cli(module, argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="derain")
-    module.register(parser.add_subparsers())
-    args = parser.parse_args(argv)
-    return args.func(args)
 
 
 @pytest.fixture

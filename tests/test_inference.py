@@ -103,6 +103,7 @@ def test_tile_starts_cover_and_stay_inside(size, tile, overlap):
     assert all(b - a <= tile - overlap for a, b in zip(starts, starts[1:]))
 
 
+@pytest.mark.fuzz
 @pytest.mark.parametrize("size", [(1, 1), (3, 50), (31, 17), (64, 64), (65, 130)])
 @pytest.mark.parametrize("tile,overlap", [(16, 0), (16, 4), (24, 8), (32, 31)])
 def test_identity_is_reconstructed_for_any_tiling(size, tile, overlap):

@@ -139,6 +139,7 @@ def test_default_card_meets_the_targets_it_was_shipped_for():
     assert card.seconds_per_megapixel <= 10 and card.speed_setting["precision"] == "fp32"
 
 
+@pytest.mark.quality
 def test_default_model_removes_synthetic_rain_from_photos_it_never_saw():
     """The shipped weights themselves, not their card: four test photos outside the training corpus."""
     deraining = derain.Deraining(device="cpu", tile=256, overlap=16)

@@ -283,6 +283,7 @@ def test_unreadable_pair_is_named_or_skipped(tmp_path):
 # --- the loop -------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_loss_falls_and_validation_psnr_rises(tmp_path, pairs):
     config = load_config(tiny_config(tmp_path, pairs, iterations=24, val_every=4, checkpoint_every=24))
     run_dir = train(config)
@@ -296,6 +297,7 @@ def test_loss_falls_and_validation_psnr_rises(tmp_path, pairs):
     assert isinstance(model, torch.nn.Module)
 
 
+@pytest.mark.slow
 def test_gradient_accumulation_equals_the_full_batch(tmp_path, pairs):
     # Adam's eps = 1 keeps the update proportional to the gradient, so that float32 rounding
     # in near-zero gradients is not blown up to ±lr (what a tiny eps does after one step).
@@ -314,6 +316,7 @@ def assert_same_training(expected: dict, actual: dict) -> None:
         torch.testing.assert_close(actual[key], value, rtol=1e-3, atol=1e-4, msg=key)
 
 
+@pytest.mark.slow
 def test_keep_last_resume_and_finetune_init(tmp_path, pairs):
     run_dir = train(load_config(tiny_config(tmp_path, pairs)))
     assert sorted(p.name for p in (run_dir / "checkpoints").glob("*.state.pt")) == [

@@ -17,6 +17,7 @@ _PUBLIC = {
     "ModelCard": "registry",
     "create_model": "factory",
     "derain": "inference",
+    "evaluate": "inference",
     "list_models": "factory",
     "load_checkpoint": "checkpoint",
     "model_card": "factory",
@@ -28,7 +29,7 @@ __all__ = sorted(_PUBLIC)
 if TYPE_CHECKING:
     from .checkpoint import CheckpointError, load_checkpoint, save_weights
     from .factory import create_model, list_models, model_card
-    from .inference import Deraining, derain
+    from .inference import Deraining, derain, evaluate
     from .registry import ModelCard
 
 

@@ -1,6 +1,7 @@
 """Inference: padding, blended tiling, the official test protocols and the high-level call."""
 
 from .api import AUTO, Deraining, derain, inference_card, resolve_device
+from .evaluation import evaluate
 from .padding import pad_to_multiple, padded_size
 from .protocols import OFFICIAL_PROTOCOLS, drsformer_official, windowed_official
 from .tiling import first_output, run_padded, tile_starts, tiled_forward
@@ -11,6 +12,7 @@ __all__ = [
     "Deraining",
     "derain",
     "drsformer_official",
+    "evaluate",
     "first_output",
     "inference_card",
     "pad_to_multiple",

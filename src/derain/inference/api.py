@@ -61,7 +61,7 @@ class Deraining:
             (the paper's test procedure, see :mod:`derain.inference.protocols`).
 
     Example:
-        >>> derainer = Deraining("drsformer", weights="drsformer_rain200h.pth", tile=512)
+        >>> derainer = Deraining("drsformer", weights="drsformer_rain200h.pth", tile=512)  # doctest: +SKIP
         >>> restored = derainer(numpy_image)  # doctest: +SKIP
     """
 

@@ -16,14 +16,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
 from ..checkpoint import load_checkpoint, save_weights
 from ..data.paired import PairedImageDataset, TrainingBatches
-from ..factory import create_model, model_card
+from ..factory import create_model
+from ..inference import evaluate
 from . import checkpoints
 from .config import Config, ConfigError, load_config, save_config
 from .ema import EMA
@@ -150,7 +150,7 @@ def train(config: Config | str | Path, overrides: tuple[str, ...] = (), *, resum
         if val_set is not None and (done % (cfg.val_every * unit) == 0 or done == total_steps):
             if main:
                 scored = ema.model if ema is not None else accelerator.unwrap_model(model)
-                psnr, ssim = validate(scored, val_set, model_card(name).size_multiple)
+                psnr, ssim = validate(scored, val_set)
                 log.write(step=done, val_psnr=psnr, val_ssim=ssim)
                 if psnr > best["psnr"]:
                     best = {"psnr": psnr, "ssim": ssim, "step": done, "stale": 0}
@@ -180,32 +180,15 @@ def train(config: Config | str | Path, overrides: tuple[str, ...] = (), *, resum
     return run_dir
 
 
-@torch.no_grad()
-def validate(model: nn.Module, dataset: PairedImageDataset, multiple: int) -> tuple[float, float]:
-    """Mean PSNR/SSIM over ``dataset`` with the ``rain100`` MATLAB protocol (Y channel, uint8)."""
-    from ..metrics import psnr_ssim_matlab
-
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    scores = []
-    for index in range(len(dataset)):
-        item = dataset[index]
-        rainy = item["rainy"][None].to(device)
-        height, width = rainy.shape[-2:]
-        if height % multiple or width % multiple:
-            from ..inference import pad_to_multiple
-
-            rainy, _ = pad_to_multiple(rainy, multiple)
-        restored = model(rainy)
-        restored = restored if isinstance(restored, torch.Tensor) else restored[0]
-        scores.append(psnr_ssim_matlab(_uint8(restored[0, :, :height, :width]), _uint8(item["clean"]), protocol="rain100"))
-    model.train(was_training)
-    return float(np.mean([p for p, _ in scores])), float(np.mean([s for _, s in scores]))
-
-
-def _uint8(image: torch.Tensor) -> np.ndarray:
-    return (image.float().clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
+def validate(model: nn.Module, dataset: PairedImageDataset) -> tuple[float, float]:
+    """Mean PSNR/SSIM over ``dataset`` with the ``rain100`` MATLAB protocol (Y channel, uint8),
+    whole images as :func:`derain.evaluate` runs them."""
+    pairs = ((item["name"], item["rainy"], item["clean"]) for item in map(dataset.__getitem__, range(len(dataset))))
+    evaluation = evaluate(model, pairs, tile=None)
+    if evaluation.failures:
+        raise TrainingError(f"validation failed on {evaluation.failures[0][0]}: {evaluation.failures[0][1]}")
+    means = evaluation.summary()
+    return means["psnr"]["mean"], means["ssim"]["mean"]
 
 
 def _prepare_run_dir(run_dir: Path, config: Config, resume: bool, main: bool) -> int:
