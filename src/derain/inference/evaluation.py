@@ -18,8 +18,8 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from ..data.layouts import read_layout, read_pair
-from ..data.pairing import Pair
+from ..data.layouts import read_layout
+from ..data.pairing import Pair, read_pair
 from ..imageio import ImageInfo, ImageReadError, from_tensor, to_uint8
 from ..metrics import brisque, niqe, psnr_ssim_matlab
 from ..metrics.folders import METRICS, Evaluation
