@@ -108,6 +108,7 @@ def test_config_file_overrides_and_record(tmp_path, pairs):
         load_config(path, ["data.augment=mixup"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["drsformer", "drsformer_nomefc", "cpraformer", "dmsr", "ddsaformer", "default"])
 def test_recipe_values_and_tiny_start(tmp_path, pairs, name):
     """Every shipped recipe validates, and starts on CPU with tiny overrides."""
@@ -188,6 +189,23 @@ def test_default_recipe_mixes_the_three_presets():
 
 
 # --- losses and schedules -------------------------------------------------------------------
+
+
+def test_config_allows_exactly_what_the_builders_build():
+    """One table per choice: the config's allowed values are the builders' keys."""
+    import typing
+
+    from derain.data.paired import AUGMENTATIONS
+    from derain.training import config
+    from derain.training.losses import LOSSES
+    from derain.training.schedules import SCHEDULES
+
+    def allowed(cls, key):
+        return typing.get_args(typing.get_type_hints(cls)[key])
+
+    assert allowed(config.LossConfig, "name") == tuple(LOSSES)
+    assert allowed(config.ScheduleConfig, "name") == tuple(SCHEDULES)
+    assert allowed(config.DataConfig, "augment") == tuple(AUGMENTATIONS)
 
 
 def test_charbonnier_and_edge_loss():

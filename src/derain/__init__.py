@@ -33,7 +33,13 @@ if TYPE_CHECKING:
     from .registry import ModelCard
 
 
+# subpackages reachable as attributes after a plain ``import derain`` (derain.metrics.psnr, ...)
+_SUBPACKAGES = ("cpu", "data", "inference", "metrics", "models", "pretrained", "registry", "training")
+
+
 def __getattr__(name: str) -> Any:
+    if name in _SUBPACKAGES:
+        return importlib.import_module(f".{name}", __name__)
     if name not in _PUBLIC:
         raise AttributeError(f"module 'derain' has no attribute {name!r}")
     value = getattr(importlib.import_module(f".{_PUBLIC[name]}", __name__), name)
@@ -42,4 +48,4 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_PUBLIC))
+    return sorted(set(globals()) | set(_PUBLIC) | set(_SUBPACKAGES))

@@ -12,11 +12,11 @@ from tqdm import tqdm
 
 from ..checkpoint import CheckpointError
 from ..data.pairing import IMAGE_SUFFIXES
+from ..factory import list_models
 from ..imageio import DEFAULT_MAX_PIXELS, ImageReadError, fit_to_format, read_image, write_image
 from ..inference import Deraining
 from ..inference.api import AUTO, PRECISIONS, PROTOCOLS
 from ..pretrained import DEFAULT_TAG, load_pretrained
-from ..factory import list_models
 
 OUTPUT_FORMATS = ("png", "tif", "jpg", "webp", "bmp")
 

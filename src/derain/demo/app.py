@@ -26,10 +26,9 @@ from torch import nn
 
 from .. import pretrained
 from ..checkpoint import CheckpointError, load_checkpoint
-from ..imageio import ImageReadError, read_image, write_image
-from ..inference import Deraining
 from ..factory import model_card
-from ..inference import inference_card
+from ..imageio import ImageReadError, read_image, write_image
+from ..inference import Deraining, inference_card
 from . import DEFAULT_MAX_PIXELS
 
 CHECKPOINT_CHOICE = "checkpoint file"
