@@ -73,6 +73,8 @@ class FourierAffine(nn.Module):
     and the imaginary shift t cancels exactly. This computes that identity in the
     spatial domain: the same function with no FFT and no complex tensors (so it also runs
     in half precision), and rounding errors smaller than the official FFT round trip.
+
+    The official fft2/ifft2 form is :func:`derain.models.reference.cpraformer_fourier_stage`.
     """
 
     def __init__(self, channels: int) -> None:

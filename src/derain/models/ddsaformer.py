@@ -61,6 +61,9 @@ class DynamicDualAttention(nn.Module):
     against v; ``dense`` and ``sparse`` keep one branch and its scalar only. The lone
     scalar is redundant with ``project_out`` but names the branch in the state dict, so a
     checkpoint of an ablation says which one it is. Both scalars start at 0.5.
+
+    The paper's formula written out (F.normalize, an explicit mask) is
+    :func:`derain.models.reference.ddsaformer_attention`.
     """
 
     def __init__(

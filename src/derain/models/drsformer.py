@@ -87,7 +87,11 @@ class TopKSparseAttention(nn.Module):
         return self.project_out(merge_heads(out, h, w))
 
     def sparse_attention(self, scores: torch.Tensor) -> torch.Tensor:
-        """Σᵢ attnᵢ · softmax(top-kᵢ of each row of ``scores``, others −inf), shape (..., C, C)."""
+        """Σᵢ attnᵢ · softmax(top-kᵢ of each row of ``scores``, others −inf), shape (..., C, C).
+
+        One top-k and one cumulative sum serve the four maps; the official four masks and four
+        softmaxes are :func:`derain.models.reference.drsformer_sparse_attention`.
+        """
         top, index = torch.topk(scores, max(self.top_k), dim=-1)
         exp = torch.exp(top - top[..., :1])
         denominators = torch.cumsum(exp, dim=-1)[..., [k - 1 for k in self.top_k]]
