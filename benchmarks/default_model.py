@@ -9,7 +9,7 @@ encode) on a test photo enlarged to about 1.2 MP. Writes a JSON whose ``scores``
 with the issue's targets. Reported, never asserted.
 
     OMP_NUM_THREADS=2 python benchmarks/default_model.py \\
-        --checkpoint /work/runs/default/best.pth --json /work/runs/default/scores.json
+        --checkpoint $RUN_DIR/best.pth --json $RUN_DIR/scores.json
     python benchmarks/default_model.py                  # the shipped pretrained "derain-synth"
 """
 
@@ -22,6 +22,10 @@ import tempfile
 import time
 from pathlib import Path
 
+import derain.cpu
+
+derain.cpu.tune()  # this script owns its process: the derain command's settings, before torch starts
+
 import numpy as np
 import torch
 from scipy.ndimage import median_filter
@@ -30,12 +34,11 @@ from derain.checkpoint import load_checkpoint
 from derain.cli.main import main as derain_cli
 from derain.data.pairing import pair_folders
 from derain.imageio import read_image, to_uint8, write_image
-from derain.inference import Deraining
-from derain.inference.api import DEFAULT_OVERLAP, DEFAULT_TILE
+from derain.inference import Deraining, evaluate, inference_card
 from derain.metrics import brisque, niqe, psnr_ssim_matlab
 from derain.pretrained import PRESETS
 
-from default_model_speed import tiled_photo  # the sibling script in this folder
+from default_model_speed import CORPUS, tiled_photo  # the sibling script in this folder
 
 # issue 8: PSNR gain over the rainy input per preset, and over the 5×5 median filter
 PSNR_GAIN_OVER_INPUT = {"light": 5.0, "medium": 8.0, "heavy": 8.0}
@@ -50,18 +53,22 @@ def median5(image: np.ndarray) -> np.ndarray:
 
 
 def preset_scores(derainer: Deraining, folder: Path) -> dict[str, dict[str, float]]:
-    """Mean scores of the restored images, the rainy inputs and their median filter over one preset."""
-    rows: dict[str, list[dict[str, float]]] = {"restored": [], "input": [], "median5": []}
+    """Mean scores of the restored images (:func:`derain.evaluate`), the rainy inputs and their median filter over one preset."""
+    evaluation = evaluate(derainer, folder, metrics=("psnr", "ssim", "niqe", "brisque"))
+    if evaluation.failures:
+        raise SystemExit(f"{folder}: {evaluation.failures[0][0]}: {evaluation.failures[0][1]}")
+    scores = {"restored": {metric: stats["mean"] for metric, stats in evaluation.summary().items()}}
+    rows: dict[str, list[dict[str, float]]] = {"input": [], "median5": []}
     for pair in pair_folders(folder / "input", folder / "target"):
         rainy, clean = to_uint8(read_image(pair.input)), to_uint8(read_image(pair.target))
-        candidates = {"restored": derainer(rainy), "input": rainy, "median5": median5(rainy)}
-        for kind, image in candidates.items():
+        for kind, image in {"input": rainy, "median5": median5(rainy)}.items():
             psnr, ssim = psnr_ssim_matlab(image, clean, protocol="rain100")
             row = {"psnr": psnr, "ssim": ssim}
             if kind != "median5":
                 row.update(niqe=niqe(image), brisque=brisque(image))
             rows[kind].append(row)
-    return {kind: {key: float(np.mean([r[key] for r in found])) for key in found[0]} for kind, found in rows.items()}
+    scores.update({kind: {key: float(np.mean([r[key] for r in found])) for key in found[0]} for kind, found in rows.items()})
+    return scores
 
 
 def run_seconds_per_megapixel(weights: list[str], photo: Path, tile: int, overlap: int) -> tuple[float, float]:
@@ -83,9 +90,9 @@ def main() -> None:
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--checkpoint", type=Path, help="a derain checkpoint (e.g. RUN_DIR/best.pth)")
     source.add_argument("--pretrained", default="derain-synth", help="a shipped pretrained tag (default derain-synth)")
-    parser.add_argument("--test", type=Path, default=Path("/work/corpus/derain-synth/test"), help="derain-synth/test")
-    parser.add_argument("--tile", type=int, default=DEFAULT_TILE)
-    parser.add_argument("--overlap", type=int, default=DEFAULT_OVERLAP)
+    parser.add_argument("--test", type=Path, default=CORPUS / "derain-synth" / "test", help="derain-synth/test (default $CORPUS/derain-synth/test)")
+    parser.add_argument("--tile", type=int, help="default: the model card's")
+    parser.add_argument("--overlap", type=int, help="default: the model card's")
     parser.add_argument("--json", type=Path, help="write the results here")
     args = parser.parse_args()
 
@@ -95,6 +102,9 @@ def main() -> None:
         from derain.pretrained import load_pretrained
 
         model, weights = load_pretrained(args.pretrained), ["--pretrained", args.pretrained]
+    card = inference_card(model)
+    args.tile = card.tile if args.tile is None else args.tile
+    args.overlap = card.overlap if args.overlap is None else args.overlap
     derainer = Deraining(model, tile=args.tile, overlap=args.overlap, device="cpu")
     started = time.perf_counter()
     per_preset = {preset: preset_scores(derainer, args.test / preset) for preset in PRESETS}

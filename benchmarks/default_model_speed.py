@@ -12,9 +12,14 @@ depend on the values. Reported, never asserted.
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
 from pathlib import Path
+
+import derain.cpu
+
+derain.cpu.tune()  # this script owns its process: the derain command's settings, before torch starts
 
 import numpy as np
 import torch
@@ -22,15 +27,14 @@ import torch
 import derain
 from derain.imageio import read_image, write_image
 from derain.inference import Deraining
-from derain.inference.api import DEFAULT_OVERLAP, DEFAULT_TILE
 from derain.training import load_config
 
-RECIPE = load_config(Path(__file__).resolve().parents[1] / "configs" / "default.yaml", check_paths=False)
+RECIPE = load_config(Path(__file__).resolve().parents[1] / "configs" / "derain-synth.yaml", check_paths=False)
 
 # name -> (architecture, config); every DRSformer here is the no-MEFC variant unless it says so.
 # Full-resolution blocks (level 1) dominate the time; deeper levels add capacity almost for free.
 CANDIDATES = {
-    "default": (RECIPE.model.name, RECIPE.model.config),  # configs/default.yaml
+    "default": (RECIPE.model.name, RECIPE.model.config),  # configs/derain-synth.yaml
     "drsformer-16-1222-ffn2": ("drsformer", {"dim": 16, "num_blocks": [1, 2, 2, 2], "heads": [1, 2, 4, 8], "ffn_expansion_factor": 2.0, "mefc": False}),
     "drsformer-16-2334": ("drsformer", {"dim": 16, "num_blocks": [2, 3, 3, 4], "heads": [1, 2, 4, 8], "mefc": False}),
     "drsformer-16-1223": ("drsformer", {"dim": 16, "num_blocks": [1, 2, 2, 3], "heads": [1, 2, 4, 8], "mefc": False}),
@@ -38,7 +42,8 @@ CANDIDATES = {
     "drsformer-16-2334-mefc": ("drsformer", {"dim": 16, "num_blocks": [2, 3, 3, 4], "heads": [1, 2, 4, 8], "mefc": True}),
     "drsformer-24-2334": ("drsformer", {"dim": 24, "num_blocks": [2, 3, 3, 4], "heads": [1, 2, 4, 8], "mefc": False}),
 }
-DEFAULT_PHOTO = Path("/work/corpus/derain-synth/test/heavy/input/Storm_0.png")
+CORPUS = Path(os.environ.get("CORPUS", "corpus"))  # as scripts/train_default.sh
+DEFAULT_PHOTO = CORPUS / "derain-synth" / "test" / "heavy" / "input" / "Storm_0.png"
 
 
 def tiled_photo(path: Path, megapixels: float) -> np.ndarray:
@@ -65,8 +70,8 @@ def main() -> None:
     parser.add_argument("--candidates", nargs="+", default=list(CANDIDATES), choices=list(CANDIDATES))
     parser.add_argument("--photo", type=Path, default=DEFAULT_PHOTO, help="a photo (tiled up to --megapixels)")
     parser.add_argument("--megapixels", type=float, default=1.2)
-    parser.add_argument("--tile", type=int, default=DEFAULT_TILE)
-    parser.add_argument("--overlap", type=int, default=DEFAULT_OVERLAP)
+    parser.add_argument("--tile", type=int, default=derain.model_card("drsformer").tile, help="default: DRSformer's card")
+    parser.add_argument("--overlap", type=int, default=derain.model_card("drsformer").overlap)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         photo = Path(folder) / "photo.png"

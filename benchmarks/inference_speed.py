@@ -14,6 +14,10 @@ import multiprocessing
 import resource
 import time
 
+import derain.cpu
+
+derain.cpu.tune()  # this script owns its process: the derain command's settings, before torch starts
+
 import torch
 
 import derain

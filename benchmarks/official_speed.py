@@ -7,12 +7,12 @@ paper configuration and a fixed seed, and derain loads that very state dict unch
 row reports the median time of both, their ratio, and the largest output difference.
 
 The official code runs twice: in a plain process, as its users run it, and with the process
-settings ``import derain`` applies (``derain.cpu``), so the table separates what derain's code
+settings the ``derain`` command applies (:func:`derain.cpu.tune`), so the table separates what derain's code
 gains from what its process settings gain; both inherit the caller's environment, so leave
 ``OMP_WAIT_POLICY`` and ``MALLOC_*`` unset. Reported, never asserted.
 
-    OMP_NUM_THREADS=2 python benchmarks/official_speed.py --drsformer ~/src/DRSformer \\
-        --cpraformer ~/src/DAIT --dmsr ~/src/DMSR --sizes 256 512 --repeats 3
+    OMP_NUM_THREADS=2 python benchmarks/official_speed.py --drsformer ../DRSformer \\
+        --cpraformer ../DAIT --dmsr ../DMSR --sizes 256 512 --repeats 3
 """
 
 from __future__ import annotations
@@ -55,7 +55,9 @@ def _first(output):
 def run_official(name: str, checkout: str, size: int, repeats: int, tuned: bool, scratch: str) -> float:
     """Time the official model; save its weights, input and output for derain's run."""
     if tuned:
-        import derain  # noqa: F401  (importing derain applies its process settings)
+        import derain.cpu
+
+        derain.cpu.tune()
     import torch
 
     directory, module, cls = OFFICIAL[name]
@@ -71,6 +73,9 @@ def run_official(name: str, checkout: str, size: int, repeats: int, tuned: bool,
 
 
 def run_derain(name: str, size: int, repeats: int, scratch: str) -> tuple[float, float]:
+    import derain.cpu
+
+    derain.cpu.tune()  # the settings of the derain command, before torch starts
     import torch
 
     import derain

@@ -7,8 +7,11 @@ and the training wall time), and the scores written by ``benchmarks/default_mode
 on the derain-synth test set. A model that makes any preset worse than the rainy input is
 refused: it is never shipped.
 
-    python benchmarks/default_model.py --checkpoint /work/runs/default/best.pth --json /work/runs/default/scores.json
-    python scripts/export_default.py --run-dir /work/runs/default --scores /work/runs/default/scores.json
+    python benchmarks/default_model.py --checkpoint $RUN_DIR/best.pth --json $RUN_DIR/scores.json
+    python scripts/export_default.py --run-dir $RUN_DIR --scores $RUN_DIR/scores.json
+
+``RUN_DIR`` and ``CORPUS`` are the variables of ``scripts/train_default.sh`` (defaults
+``runs/default`` and ``corpus``, relative to the current folder).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import re
 import sys
 from collections import Counter
@@ -65,10 +69,10 @@ def check_never_worse(scores: dict, input_scores: dict) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run-dir", type=Path, default=Path("/work/runs/default"))
+    parser.add_argument("--run-dir", type=Path, default=Path(os.environ.get("RUN_DIR", "runs/default")))
     parser.add_argument("--checkpoint", type=Path, help="default: RUN_DIR/best.pth")
     parser.add_argument("--scores", type=Path, required=True, help="JSON of benchmarks/default_model.py for this checkpoint")
-    parser.add_argument("--photos", type=Path, default=Path("/work/corpus/photos"), help="the corpus (its LICENSES.tsv)")
+    parser.add_argument("--photos", type=Path, default=Path(os.environ.get("CORPUS", "corpus")) / "photos", help="the corpus (its LICENSES.tsv)")
     parser.add_argument("--out", type=Path, default=PRETRAINED_DIR)
     parser.add_argument("--tag", default=DEFAULT_TAG)
     parser.add_argument("--hardware", default="2 shared CPU cores, float32")

@@ -1,4 +1,5 @@
-"""Shared test helpers: the golden-fixture weight synthesis of shared/golden/README.md."""
+"""Shared test helpers: the golden-fixture weight synthesis of shared/golden/README.md, a tiny
+checkpoint, and the set of installed pretrained weights as a test needs it."""
 
 from __future__ import annotations
 
@@ -44,3 +45,29 @@ def weights(tmp_path_factory) -> Path:
     config = dict(derain.model_card("drsformer").tiny_config)
     model = derain.create_model("drsformer", **config)
     return derain.save_weights(tmp_path_factory.mktemp("w") / "tiny.pth", model, "drsformer", config)
+
+
+def cli(module, argv: list[str]) -> int:
+    """Run one ``derain`` sub-command module on ``argv`` in this process; its exit code."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="derain")
+    module.register(parser.add_subparsers())
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+def install_pretrained(monkeypatch, folder: Path | None) -> None:
+    """Make the cards in ``folder`` the installed pretrained weights for this test (none: ``None``)."""
+    from derain import pretrained
+
+    def catalogue() -> pretrained.Catalogue:
+        return pretrained.Catalogue(*pretrained.installed_cards(folder)) if folder else pretrained.Catalogue({}, {})
+
+    monkeypatch.setattr(pretrained, "catalogue", catalogue)
+
+
+@pytest.fixture
+def no_pretrained(monkeypatch) -> None:
+    """An installation that ships no pretrained weights."""
+    install_pretrained(monkeypatch, None)

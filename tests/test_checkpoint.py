@@ -29,6 +29,8 @@ WRAPPERS = {
     "mprnet": lambda sd: {"state_dict": sd, "epoch": 7, "optimizer": {"state": {}, "param_groups": [{"lr": 2e-4}]}},
     "bare": lambda sd: sd,
     "dataparallel": lambda sd: {"state_dict": {f"module.{k}": v for k, v in sd.items()}, "epoch": 1},
+    "compiled": lambda sd: {"params": {f"_orig_mod.{k}": v for k, v in sd.items()}},
+    "compiled_ddp": lambda sd: {f"module._orig_mod.{k}": v for k, v in sd.items()},
 }
 
 
@@ -57,6 +59,7 @@ def test_model_is_detected_from_parameter_names(name, tmp_path):
     torch.save({"state_dict": source.state_dict()}, path)
     loaded = derain.load_checkpoint(path)
     assert type(loaded) is type(source)
+    assert loaded.derain_card.name == name  # the card travels with the model
     _assert_same_weights(source, loaded)
 
 

@@ -2,26 +2,17 @@
 
 from __future__ import annotations
 
-import argparse
-
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
 import derain
-from derain import pretrained
 from derain.cli import models as models_command
 from derain.cli import run as run_command
 from derain.imageio import read_image, write_image
+from conftest import cli, install_pretrained
 from test_pretrained import install_tiny_pretrained
-
-
-def cli(module, argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="derain")
-    module.register(parser.add_subparsers())
-    args = parser.parse_args(argv)
-    return args.func(args)
 
 
 @pytest.fixture
@@ -93,7 +84,7 @@ def test_never_overwrites_an_input_without_permission(tmp_path, weights, capsys)
 def test_usage_errors(tmp_path, weights, capsys, monkeypatch):
     image = str(write_image(tmp_path / "a.png", np.zeros((8, 8, 3), np.uint8)))
     out = str(tmp_path / "out")
-    monkeypatch.setattr(pretrained, "PRETRAINED", {})
+    install_pretrained(monkeypatch, None)
     assert cli(run_command, ["run", image, "-o", out]) == 2
     assert "no pretrained weights 'derain-synth' are installed" in capsys.readouterr().err
     install_tiny_pretrained(tmp_path / "pretrained", monkeypatch)
@@ -124,8 +115,7 @@ def test_default_model_writes_into_derained(tmp_path, monkeypatch, capsys):
     np.testing.assert_array_equal(restored, expected)
 
 
-def test_models_command(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(pretrained, "PRETRAINED", {})
+def test_models_command(tmp_path, monkeypatch, capsys, no_pretrained):
     assert cli(models_command, ["models"]) == 0
     listing = capsys.readouterr().out
     for name in derain.list_models():

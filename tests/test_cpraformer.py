@@ -15,8 +15,9 @@ from derain.models.cpraformer import (
     CPRAformer,
     CrossParadigmAttention,
     FourierAffine,
-    top_k_softmax,
 )
+from derain.models.layers import top_k_softmax
+from derain.models.reference import cpraformer_attention, cpraformer_fourier_stage
 
 SMALL = GOLDEN / "cpraformer" / "small_seed1_32x32.pt"
 
@@ -39,39 +40,6 @@ def _record_counts():
         return k
 
     return counts, mock.patch.object(CrossParadigmAttention, "top_k_count", recording)
-
-
-def _official_attention(attn: CrossParadigmAttention, x: torch.Tensor) -> torch.Tensor:
-    """The official DAIT ``Attention.forward`` (zs1314/DAIT, models/DAIT.py + my_fft.py) as written
-    there: -inf mask, four identical products, fft2 → depthwise 1×1 on [Re, Im] → ifft2."""
-    b, _, h, w = x.shape
-    y, x = attn.linear_0(x).chunk(2, dim=1)
-    y_d = attn.spr_sa(y)
-    q, k, v = attn.qkv_dwconv(attn.qkv(x)).chunk(3, dim=1)
-    q, k, v = (t.reshape(b, attn.num_heads, -1, h * w) for t in (q, k, v))
-    q, k = torch.nn.functional.normalize(q, dim=-1), torch.nn.functional.normalize(k, dim=-1)
-    c = q.shape[2]
-    dynamic_k = int(c * attn.gate(x).view(b, -1).mean())
-    scores = (q @ k.transpose(-2, -1)) * attn.temperature
-    mask = torch.zeros_like(scores).scatter_(-1, torch.topk(scores, k=dynamic_k, dim=-1)[1], 1.0)
-    scores = torch.where(mask > 0, scores, torch.full_like(scores, float("-inf"))).softmax(dim=-1)
-    out = sum((scores @ v) * a for a in (attn.attn1, attn.attn2, attn.attn3, attn.attn4))
-    out = out.reshape(b, -1, h, w)
-    z = torch.cat(
-        [
-            out * torch.sigmoid(attn.spatial_interaction(y_d)),
-            y_d * torch.sigmoid(attn.channel_interaction(out)),
-        ],
-        dim=1,
-    )
-    return _official_fft_stage(attn.fft, attn.project_out(z))
-
-
-def _official_fft_stage(fft: FourierAffine, z: torch.Tensor) -> torch.Tensor:
-    spectrum = torch.fft.fft2(z, dim=(-2, -1))
-    mixed = fft.conv1x1["conv"](torch.cat([spectrum.real, spectrum.imag], dim=1))
-    real, imag = mixed.chunk(2, dim=1)
-    return torch.fft.ifft2(torch.complex(real, imag), dim=(-2, -1)).real
 
 
 def _randomize(module: torch.nn.Module, seed: int) -> None:
@@ -139,7 +107,7 @@ def test_attention_equals_official_formula(batch):
     with torch.no_grad():
         attn.gate[2].bias.fill_(0.0)  # keep k well inside (0, C)
         x = torch.randn(batch, 32, 6, 10, dtype=torch.float64)
-        torch.testing.assert_close(attn(x), _official_attention(attn, x), rtol=1e-10, atol=1e-10)
+        torch.testing.assert_close(attn(x), cpraformer_attention(attn, x), rtol=1e-10, atol=1e-10)
 
 
 @pytest.mark.parametrize("size", [(1, 1), (5, 7), (8, 6)])
@@ -147,7 +115,7 @@ def test_fourier_affine_equals_fft_round_trip(size):
     fft = FourierAffine(6).double()
     _randomize(fft, seed=2)
     z = torch.randn(2, 6, *size, dtype=torch.float64, requires_grad=True)
-    ours, official = fft(z), _official_fft_stage(fft, z)
+    ours, official = fft(z), cpraformer_fourier_stage(fft, z)
     torch.testing.assert_close(ours, official, rtol=1e-12, atol=1e-12)
     (g_ours,) = torch.autograd.grad(ours.square().sum(), z)
     (g_official,) = torch.autograd.grad(official.square().sum(), z)

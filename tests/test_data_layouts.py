@@ -161,3 +161,24 @@ def test_problems_reported_and_import_leaves_nothing(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "size mismatch" in err and "is 8x6" in err and "is 8x7" in err
     assert "unreadable" in err and "Rain100H/input/1.png" in err
+
+
+def test_training_reads_pairs_as_the_layouts_do(tmp_path):
+    """One pair reader: a side-by-side file of odd width is refused by both, not cropped by one."""
+    import torch
+
+    from derain.data.paired import BadPairsError, check_pairs as check_training_pairs, load_pair
+    from derain.data.pairing import Pair, read_pair
+    from derain.imageio import ImageReadError, to_tensor
+
+    rng = np.random.default_rng(0)
+    even, odd = tmp_path / "even.png", tmp_path / "odd.png"
+    write_image(even, rng.integers(0, 256, (6, 10, 3), dtype=np.uint8))
+    write_image(odd, rng.integers(0, 256, (6, 11, 3), dtype=np.uint8))
+    pair = Pair(even, even, "even", side_by_side=True)
+    rainy, clean = load_pair(pair)
+    assert all(torch.equal(t, to_tensor(a)[0][0]) for t, a in zip((rainy, clean), read_pair(pair)))
+    with pytest.raises(ImageReadError, match="odd width 11"):
+        read_pair(Pair(odd, odd, "odd", side_by_side=True))
+    with pytest.raises(BadPairsError, match="odd width 11"):
+        check_training_pairs([Pair(odd, odd, "odd", side_by_side=True)])

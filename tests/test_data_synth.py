@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -72,15 +71,6 @@ def test_streak_kernel_is_a_tapered_line_at_the_angle():
     tilted = synth.streak_kernel(synth.StreakLayer(30.0, 0.2, 1.0, 0.01, 1.0, 0), 100)
     rows, cols = np.nonzero(tilted > 0.5)
     assert np.polyfit(rows, cols, 1)[0] == pytest.approx(np.tan(np.radians(30)), abs=0.05)  # leans right going down
-
-
-def test_fast_enough_for_bsds_size():
-    clean = np.full((321, 481, 3), 100, np.uint8)
-    synth.add_rain(clean, "heavy", 0)
-    start = time.perf_counter()
-    for seed in range(5):
-        synth.add_rain(clean, "heavy", seed)
-    assert (time.perf_counter() - start) / 5 < 0.3  # about 60 ms on one core; slack for shared CI
 
 
 def test_torch_rain_matches_numpy_statistics(photos):

@@ -15,8 +15,9 @@ from derain.models.ddsaformer import (
     SpatialEnhancedFFN,
     sefn_hidden_width,
     top_k_count,
-    top_k_softmax,
 )
+from derain.models.layers import masked_top_k_softmax
+from derain.models.reference import ddsaformer_attention
 
 TINY = dict(derain.model_card("ddsaformer").tiny_config)
 
@@ -38,7 +39,7 @@ def _run(model: DDSAformer, seed: int = 1) -> torch.Tensor:
 
 def test_top_k_softmax_keeps_exactly_k_entries_per_row():
     scores = torch.tensor([[3.0, 1.0, 2.0, 0.0], [0.0, 5.0, 4.0, -1.0]], dtype=torch.float64)
-    probs = top_k_softmax(scores, 2, float("-inf"))
+    probs = masked_top_k_softmax(scores, 2, float("-inf"))
     assert ((probs > 0).sum(dim=-1) == 2).all()
     assert torch.equal(probs > 0, torch.tensor([[True, False, True, False], [False, True, True, False]]))
     e = math.exp(1.0)
@@ -49,7 +50,7 @@ def test_top_k_softmax_keeps_exactly_k_entries_per_row():
 
 def test_top_k_softmax_zero_mask_is_softmax_with_dropped_scores_set_to_zero():
     scores = torch.tensor([[3.0, 1.0, 2.0, -2.0]], dtype=torch.float64)
-    probs = top_k_softmax(scores, 2, 0.0)
+    probs = masked_top_k_softmax(scores, 2, 0.0)
     expected = torch.tensor([[3.0, 0.0, 2.0, 0.0]], dtype=torch.float64).softmax(dim=-1)
     torch.testing.assert_close(probs, expected)
 
@@ -67,22 +68,6 @@ def test_one_channel_per_head_gives_finite_output():
     assert torch.isfinite(_run(model)).all()
 
 
-def _reference_attention(attn: DynamicDualAttention, x: torch.Tensor) -> torch.Tensor:
-    """The paper's formula written out with F.normalize and an explicit 0/1 mask."""
-    b, c, h, w = x.shape
-    q, k, v = attn.qkv_dwconv(attn.qkv(x)).chunk(3, dim=1)
-    q, k, v = (t.reshape(b, attn.num_heads, c // attn.num_heads, h * w) for t in (q, k, v))
-    scores = F.normalize(q, dim=-1) @ F.normalize(k, dim=-1).transpose(-2, -1) * attn.temperature
-    keep = torch.zeros_like(scores).scatter_(-1, scores.topk(attn.top_k, dim=-1).indices, 1.0)
-    sparse = torch.where(keep > 0, scores, torch.full_like(scores, attn.fill)).softmax(dim=-1)
-    out = 0
-    if attn.dense_weight is not None:
-        out = out + attn.dense_weight * (scores.softmax(dim=-1) @ v)
-    if attn.sparse_weight is not None:
-        out = out + attn.sparse_weight * (sparse @ v)
-    return attn.project_out(out.reshape(b, c, h, w))
-
-
 @pytest.mark.parametrize("mode", ["dual", "dense", "sparse"])
 @pytest.mark.parametrize("mask_value", ["-inf", "zero"])
 def test_attention_computes_the_papers_formula(mode, mask_value):
@@ -95,7 +80,7 @@ def test_attention_computes_the_papers_formula(mode, mask_value):
                 weight.uniform_(0.2, 1.5)
     x = torch.randn(2, 12, 5, 6, dtype=torch.float64)
     with torch.no_grad():
-        torch.testing.assert_close(attn(x), _reference_attention(attn, x), rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(attn(x), ddsaformer_attention(attn, x), rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize(

@@ -51,8 +51,7 @@ def test_checkpoint_choice(tmp_path, monkeypatch, photo):
         ("derain-synth", "", "no pretrained weights 'derain-synth' are installed"),
     ],
 )
-def test_model_errors_become_messages(tmp_path, monkeypatch, photo, choice, checkpoint, message):
-    monkeypatch.setattr(app.pretrained, "PRETRAINED", {})
+def test_model_errors_become_messages(tmp_path, no_pretrained, photo, choice, checkpoint, message):
     if checkpoint == "OTHER":
         checkpoint = str(tmp_path / "classifier.pth")
         torch.save({"fc.weight": torch.zeros(2, 2)}, checkpoint)

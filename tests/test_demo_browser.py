@@ -19,7 +19,10 @@ from test_pretrained import install_tiny_pretrained
 
 CHROMIUM = shutil.which("chromium")
 ARTIFACTS = Path(__file__).parent / "artifacts"
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium package (apt-get install chromium)")
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium package (apt-get install chromium)"),
+]
 
 
 def free_port() -> int:

@@ -10,6 +10,7 @@ import torch
 import derain
 from conftest import GOLDEN
 from derain.models.drsformer import DRSformer, TopKSparseAttention
+from derain.models.reference import drsformer_sparse_attention
 
 MANIFESTS = {mefc: GOLDEN / "drsformer" / name for mefc, name in
              ((True, "manifest_default.json"), (False, "manifest_nomefc_default.json"))}
@@ -21,17 +22,6 @@ def _manifest(mefc: bool) -> dict:
 
 def _meta_state_dict(manifest: dict) -> dict[str, torch.Tensor]:
     return {key: torch.empty(shape, device="meta") for key, shape, _ in manifest["state_dict"]}
-
-
-def _four_softmax_reference(scores, top_k, scalars):
-    """The official formula: four masks, four softmaxes, summed with the scalars."""
-    total = torch.zeros_like(scores)
-    for k, scalar in zip(top_k, scalars):
-        index = torch.topk(scores, k, dim=-1).indices
-        keep = torch.zeros_like(scores, dtype=torch.bool).scatter_(-1, index, True)
-        masked = torch.where(keep, scores, torch.full_like(scores, float("-inf")))
-        total = total + scalar * masked.softmax(dim=-1)
-    return total
 
 
 def test_mefc_flag_removes_exactly_the_two_compensators():
@@ -55,7 +45,7 @@ def test_one_topk_attention_equals_four_softmaxes(channels, heads):
     scores = (torch.randn(2, heads, channels // heads, channels // heads, generator=g, dtype=torch.float64) * 3)
     scores.requires_grad_(True)
     ours = attention.sparse_attention(scores)
-    reference = _four_softmax_reference(scores, attention.top_k, scalars)
+    reference = drsformer_sparse_attention(scores, attention.top_k, scalars)
     torch.testing.assert_close(ours, reference, rtol=1e-12, atol=1e-12)
     weight = torch.randn(ours.shape, generator=g, dtype=torch.float64)
     (grad_ours,) = torch.autograd.grad((ours * weight).sum(), scores)

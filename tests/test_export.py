@@ -32,6 +32,7 @@ class MultiScaleCNN(nn.Module):
         return restored, restored[..., ::2, ::2]
 
 
+@pytest.mark.slow
 def test_onnx_dynamic_size_parity(tmp_path):
     pytest.importorskip("onnxruntime")
     model = MultiScaleCNN().eval()
@@ -41,6 +42,7 @@ def test_onnx_dynamic_size_parity(tmp_path):
         assert error <= export_command.ONNX_TOLERANCE
 
 
+@pytest.mark.slow
 def test_onnx_cli_checks_parity(tmp_path, weights, monkeypatch, capsys):
     pytest.importorskip("onnxruntime")
     # The registered transformers take minutes to export on a small CPU; the command's

@@ -34,18 +34,38 @@ def test_atomic_write_gives_private_temporary_files_the_usual_mode(tmp_path):
     assert target.stat().st_mode & 0o777 == 0o666 & ~umask
 
 
-def _imported_settings(env: dict[str, str]) -> list[str]:
-    code = "import os, derain, derain.cpu; print(os.environ.get('OMP_WAIT_POLICY')); print(derain.cpu.keep_freed_memory())"
+def _settings_after(code: str, env: dict[str, str]) -> list[str]:
+    """Run ``code`` in a fresh interpreter; it prints OMP_WAIT_POLICY and whether mallopt was applied."""
     clean = {k: v for k, v in os.environ.items() if k not in {"OMP_WAIT_POLICY", "DERAIN_CPU_TUNING"}
              and not k.startswith("MALLOC_") and k != "GLIBC_TUNABLES"}
     result = subprocess.run([sys.executable, "-c", code], env={**clean, **env}, capture_output=True, text=True, check=True)
     return result.stdout.split()
 
 
+_TUNED = "import os, derain.cpu; derain.cpu.tune(); print(os.environ.get('OMP_WAIT_POLICY')); print(derain.cpu.keep_freed_memory())"
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux") or os.confstr("CS_GNU_LIBC_VERSION") is None,
                     reason="mallopt is glibc's")
 def test_process_settings_respect_the_users_choices():
-    assert _imported_settings({}) == ["PASSIVE", "True"]
-    assert _imported_settings({"OMP_WAIT_POLICY": "ACTIVE"}) == ["ACTIVE", "True"]
-    assert _imported_settings({"MALLOC_ARENA_MAX": "2"}) == ["PASSIVE", "False"]
-    assert _imported_settings({"DERAIN_CPU_TUNING": "0"})[0] == "None"
+    assert _settings_after(_TUNED, {}) == ["PASSIVE", "True"]
+    assert _settings_after(_TUNED, {"OMP_WAIT_POLICY": "ACTIVE"}) == ["ACTIVE", "True"]
+    assert _settings_after(_TUNED, {"MALLOC_ARENA_MAX": "2"}) == ["PASSIVE", "False"]
+    assert _settings_after(_TUNED, {"DERAIN_CPU_TUNING": "0"})[0] == "None"
+
+
+def test_importing_derain_leaves_the_process_alone():
+    """A library must not retune its host: no environment change, no allocator call, no torch."""
+    code = """
+import os, sys
+before = dict(os.environ)
+import derain.cpu
+calls = []
+derain.cpu.tune = derain.cpu.keep_freed_memory = lambda *a: calls.append(a)
+import derain
+print('torch' in sys.modules)
+derain.create_model, derain.Deraining, derain.load_checkpoint  # every public module, imported
+from derain import pretrained, training
+print(os.environ == before, calls == [])
+"""
+    assert _settings_after(code, {}) == ["False", "True", "True"]

@@ -11,12 +11,12 @@ from torch import nn
 import derain
 from derain.inference import (
     Deraining,
-    InferenceSpec,
     derain as derain_image,
     drsformer_official,
     pad_to_multiple,
     tile_starts,
     tiled_forward,
+    inference_card,
     windowed_official,
 )
 
@@ -103,6 +103,7 @@ def test_tile_starts_cover_and_stay_inside(size, tile, overlap):
     assert all(b - a <= tile - overlap for a, b in zip(starts, starts[1:]))
 
 
+@pytest.mark.fuzz
 @pytest.mark.parametrize("size", [(1, 1), (3, 50), (31, 17), (64, 64), (65, 130)])
 @pytest.mark.parametrize("tile,overlap", [(16, 0), (16, 4), (24, 8), (32, 31)])
 def test_identity_is_reconstructed_for_any_tiling(size, tile, overlap):
@@ -243,12 +244,48 @@ def test_every_registered_model_on_odd_sizes(name):
         assert derainer(image).shape == image.shape
 
 
-def test_spec_from_card_and_defaults():
-    spec = InferenceSpec.of(tiny("dmsr"))
+def test_card_and_defaults():
+    spec = inference_card(tiny("dmsr"))
     card = derain.model_card("dmsr")
     assert (spec.name, spec.size_multiple, spec.min_size) == ("dmsr", card.size_multiple, card.min_size)
-    assert InferenceSpec.of(Identity()) == InferenceSpec()
+    unknown = inference_card(Identity())
+    assert (unknown.size_multiple, unknown.min_size, unknown.batch_independent, unknown.half_precision) == (1, 1, True, True)
+    assert unknown.tile is None
     assert Deraining(tiny("cpraformer"), device="cpu", batch_size=8).batch_size == 1
+
+
+class Wrapper(nn.Module):
+    """Holds the model as ``module``, as DistributedDataParallel does."""
+
+    def __init__(self, module):
+        super().__init__()
+        self.module = module
+
+    def forward(self, x):
+        return self.module(x)
+
+
+@pytest.mark.parametrize("wrap", ["subclass", "ddp", "compile"])
+def test_wrapped_models_keep_their_card(wrap):
+    model = tiny("dmsr")
+    if wrap == "subclass":
+        model = type("MyDMSR", (type(model),), {})(**derain.model_card("dmsr").tiny_config)
+    elif wrap == "ddp":
+        model = Wrapper(model)
+    else:
+        model = torch.compile(model)  # compiles at the first call, which this test never makes
+    assert inference_card(model).size_multiple == 16 and inference_card(model).name == "dmsr"
+
+
+def test_the_api_tiles_as_the_card_advises():
+    model = tiny("drsformer")
+    card = derain.model_card("drsformer")
+    derainer = Deraining(model, device="cpu")
+    assert (derainer.tile, derainer.overlap) == (card.tile, card.overlap) == (256, 16)
+    assert Deraining(model, device="cpu", protocol="official").tile is None  # the official script's default
+    assert Deraining(model, device="cpu", tile=None).tile is None
+    with pytest.raises(ValueError, match="tile must be a number of pixels, None or 'auto', got 'big'"):
+        Deraining(model, device="cpu", tile="big")
 
 
 @pytest.mark.parametrize(
@@ -336,10 +373,10 @@ def test_official_protocol_through_the_api():
 
 
 def test_without_weights_the_default_pretrained_model_is_used(tmp_path, monkeypatch):
-    from derain import pretrained
+    from conftest import install_pretrained
     from test_pretrained import install_tiny_pretrained
 
-    monkeypatch.setattr(pretrained, "PRETRAINED", {})
+    install_pretrained(monkeypatch, None)
     with pytest.raises(ValueError, match="no pretrained weights 'derain-synth' are installed"):
         Deraining("drsformer")
     model = install_tiny_pretrained(tmp_path, monkeypatch)

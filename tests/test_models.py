@@ -74,6 +74,17 @@ def test_backward_reaches_every_used_parameter(name):
 
 
 @pytest.mark.parametrize("name", MODELS)
+def test_outputs_are_contiguous_nchw(name):
+    """Whatever layout the blocks compute in, callers get the usual NCHW tensors."""
+    card = derain.model_card(name)
+    model = derain.create_model(name, **card.tiny_config).eval()
+    with torch.no_grad():
+        outputs = model(torch.rand(1, 3, 64, 64))
+    for output in [outputs] if isinstance(outputs, torch.Tensor) else outputs:
+        assert output.is_contiguous()
+
+
+@pytest.mark.parametrize("name", MODELS)
 def test_eval_is_deterministic(name):
     card = derain.model_card(name)
     model = _tiny(name).eval()

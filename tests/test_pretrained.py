@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import derain
+from conftest import install_pretrained
 from derain import pretrained
 from derain.data.synth import add_rain
 from derain.imageio import read_image, to_uint8
@@ -47,13 +48,14 @@ def install_tiny_pretrained(folder, monkeypatch, tag: str = "derain-synth") -> t
     fields = tiny_card_fields(tag)
     model = derain.create_model("drsformer", **fields["config"])
     save_pretrained(model, folder, **fields)
-    monkeypatch.setattr(pretrained, "PRETRAINED", pretrained.read_cards(folder))
+    pretrained.read_cards(folder)  # valid, or fail here
+    install_pretrained(monkeypatch, folder)
     return model
 
 
 def test_round_trip(tmp_path, monkeypatch):
     model = install_tiny_pretrained(tmp_path, monkeypatch)
-    card = pretrained.PRETRAINED["derain-synth"]
+    card = pretrained.catalogue().cards["derain-synth"]
     assert card.weights == tmp_path / "derain-synth.safetensors"
     assert json.loads((tmp_path / "derain-synth.json").read_text())["weights"] == "derain-synth.safetensors"
     assert card.psnr_gains() == {"light": 5.0, "medium": 6.0, "heavy": 7.0}
@@ -64,8 +66,7 @@ def test_round_trip(tmp_path, monkeypatch):
         torch.testing.assert_close(loaded.state_dict()[name], tensor)
 
 
-def test_errors_name_the_problem(tmp_path, monkeypatch):
-    monkeypatch.setattr(pretrained, "PRETRAINED", {})
+def test_errors_name_the_problem(tmp_path, monkeypatch, no_pretrained):
     with pytest.raises(PretrainedError, match="no pretrained weights 'derain-synth' are installed.*ships no pretrained"):
         load_pretrained()
     install_tiny_pretrained(tmp_path, monkeypatch)
@@ -118,7 +119,7 @@ def test_oversized_weights_are_refused(tmp_path, monkeypatch):
 @pytest.mark.parametrize("tag", sorted(pretrained.read_cards()))
 def test_shipped_weights(tag):
     """Every shipped card: its file fits the wheel, matches its hash and the card's config, and improves every preset."""
-    card = pretrained.PRETRAINED[tag]
+    card = pretrained.catalogue().cards[tag]
     assert card.size_bytes <= pretrained.MAX_WEIGHTS_BYTES
     model = load_pretrained(tag)
     assert type(model) is type(derain.create_model(card.architecture, **card.config))
@@ -132,12 +133,13 @@ def test_shipped_weights(tag):
 
 def test_default_card_meets_the_targets_it_was_shipped_for():
     """The default's card: PSNR +5/+8/+8 dB over the input and +3 dB over a 5x5 median, 10 s/MP at most."""
-    card = pretrained.PRETRAINED[pretrained.DEFAULT_TAG]
+    card = pretrained.catalogue().cards[pretrained.DEFAULT_TAG]
     assert card.psnr_gains()["light"] >= 5 and card.psnr_gains()["medium"] >= 8 and card.psnr_gains()["heavy"] >= 8
     assert all(card.scores[p]["psnr"] >= card.median_filter_scores[p]["psnr"] + 3 for p in pretrained.PRESETS)
     assert card.seconds_per_megapixel <= 10 and card.speed_setting["precision"] == "fp32"
 
 
+@pytest.mark.quality
 def test_default_model_removes_synthetic_rain_from_photos_it_never_saw():
     """The shipped weights themselves, not their card: four test photos outside the training corpus."""
     deraining = derain.Deraining(device="cpu", tile=256, overlap=16)
@@ -158,7 +160,6 @@ def test_a_damaged_card_is_reported_when_used_not_at_import(tmp_path, monkeypatc
     (tmp_path / "broken.json").write_text("{not json")
     cards, broken = pretrained.installed_cards(tmp_path)
     assert list(cards) == ["derain-synth"] and list(broken) == ["broken"]
-    monkeypatch.setattr(pretrained, "BROKEN", broken)
     with pytest.raises(PretrainedError, match=r"broken\.json: not a readable JSON card"):
         load_pretrained("broken")
     with pytest.raises(PretrainedError, match=r"broken\.json: not a readable JSON card"):

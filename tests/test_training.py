@@ -108,7 +108,8 @@ def test_config_file_overrides_and_record(tmp_path, pairs):
         load_config(path, ["data.augment=mixup"])
 
 
-@pytest.mark.parametrize("name", ["drsformer", "drsformer_nomefc", "cpraformer", "dmsr", "ddsaformer", "default"])
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["drsformer", "drsformer_nomefc", "cpraformer", "dmsr", "ddsaformer", "derain-synth", "derain-mixed"])
 def test_recipe_values_and_tiny_start(tmp_path, pairs, name):
     """Every shipped recipe validates, and starts on CPU with tiny overrides."""
     rainy_dir, clean_dir = make_pairs(tmp_path / "big", n=4, size=64) if name == "dmsr" else pairs
@@ -120,7 +121,7 @@ def test_recipe_values_and_tiny_start(tmp_path, pairs, name):
     overrides += [f"data.{key}={folder}" for key, folder in [
         ("train_input", rainy_dir), ("train_target", clean_dir), ("val_input", rainy_dir), ("val_target", clean_dir)]]
     overrides += [f"data.patch_size={patch}", "data.workers=0", "data.val_crop=null", "train.batch_size=2",
-                  f"train.run_dir={tmp_path / 'run'}", "train.progress_bar=false"]
+                  f"train.run_dir={tmp_path / 'run'}", "train.progress_bar=false", "model.init=null"]
     overrides += ["train.epochs=4"] if recipe.train.epochs else ["train.iterations=1"]
     config = load_config(CONFIGS / f"{name}.yaml", overrides)
     run_dir = train(config)
@@ -178,8 +179,8 @@ def test_folder_lists_prefix_names_so_same_stems_stay_distinct(tmp_path):
     assert len(dataset) == 5 and dataset[(4, 0)]["name"] == "heavy/input/002"
 
 
-def test_default_recipe_mixes_the_three_presets():
-    recipe = load_config(CONFIGS / "default.yaml", check_paths=False)
+def test_first_default_recipe_mixes_the_three_presets():
+    recipe = load_config(CONFIGS / "derain-synth.yaml", check_paths=False)
     assert [Path(f).parts[-2] for f in recipe.data.train_input] == ["light", "medium", "heavy"]
     assert all("derain-synth/train/" in f for f in recipe.data.train_input + recipe.data.train_target)
     assert not any("derain-synth/test" in f for f in recipe.data.val_input)  # the test set stays held out
@@ -187,7 +188,34 @@ def test_default_recipe_mixes_the_three_presets():
     assert sum(p.numel() for p in model.parameters()) * 4 < 20 * 2**20  # ships in <= 20 MB
 
 
+def test_default_recipe_trains_on_mixed_rain_and_never_on_test_photos():
+    recipe = load_config(CONFIGS / "derain-mixed.yaml", check_paths=False)
+    folders = recipe.data.train_input + recipe.data.train_target + [recipe.data.val_input, recipe.data.val_target]
+    assert all("mixed-" in f for f in folders) and not any("test" in f or "derain-synth/" in f for f in folders)
+    first = load_config(CONFIGS / "derain-synth.yaml", check_paths=False)
+    assert (recipe.model.name, recipe.model.config) == (first.model.name, first.model.config)  # the same speed
+    script = (CONFIGS.parent / "scripts" / "train_default.sh").read_text()
+    assert "--preset mixed" in script and "photos/train" in script and "photos/val" in script
+
+
 # --- losses and schedules -------------------------------------------------------------------
+
+
+def test_config_allows_exactly_what_the_builders_build():
+    """One table per choice: the config's allowed values are the builders' keys."""
+    import typing
+
+    from derain.data.paired import AUGMENTATIONS
+    from derain.training import config
+    from derain.training.losses import LOSSES
+    from derain.training.schedules import SCHEDULES
+
+    def allowed(cls, key):
+        return typing.get_args(typing.get_type_hints(cls)[key])
+
+    assert allowed(config.LossConfig, "name") == tuple(LOSSES)
+    assert allowed(config.ScheduleConfig, "name") == tuple(SCHEDULES)
+    assert allowed(config.DataConfig, "augment") == tuple(AUGMENTATIONS)
 
 
 def test_charbonnier_and_edge_loss():
@@ -283,6 +311,7 @@ def test_unreadable_pair_is_named_or_skipped(tmp_path):
 # --- the loop -------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_loss_falls_and_validation_psnr_rises(tmp_path, pairs):
     config = load_config(tiny_config(tmp_path, pairs, iterations=24, val_every=4, checkpoint_every=24))
     run_dir = train(config)
@@ -296,6 +325,7 @@ def test_loss_falls_and_validation_psnr_rises(tmp_path, pairs):
     assert isinstance(model, torch.nn.Module)
 
 
+@pytest.mark.slow
 def test_gradient_accumulation_equals_the_full_batch(tmp_path, pairs):
     # Adam's eps = 1 keeps the update proportional to the gradient, so that float32 rounding
     # in near-zero gradients is not blown up to ±lr (what a tiny eps does after one step).
@@ -314,6 +344,7 @@ def assert_same_training(expected: dict, actual: dict) -> None:
         torch.testing.assert_close(actual[key], value, rtol=1e-3, atol=1e-4, msg=key)
 
 
+@pytest.mark.slow
 def test_keep_last_resume_and_finetune_init(tmp_path, pairs):
     run_dir = train(load_config(tiny_config(tmp_path, pairs)))
     assert sorted(p.name for p in (run_dir / "checkpoints").glob("*.state.pt")) == [

@@ -9,11 +9,14 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
 import torch
 import yaml
 
 from derain.training import load_config, train
 from test_training import assert_same_training, make_pairs, tiny_config, weights
+
+pytestmark = [pytest.mark.multiprocess, pytest.mark.timeout(1200)]  # two training runs per test
 
 
 def run_python(script: str, *args: str, launcher: tuple[str, ...] = ()) -> subprocess.CompletedProcess:

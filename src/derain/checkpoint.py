@@ -2,7 +2,7 @@
 
 Formats: BasicSR ``{"params": ...}`` / ``{"params_ema": ...}`` (DRSformer), MPRNet-style
 ``{"state_dict", "epoch", "optimizer"}`` (CPRAformer, DMSR), a bare state dict, keys
-prefixed ``module.`` (saved from ``DataParallel``), derain's own training checkpoints, as
+prefixed ``module.`` (saved from ``DataParallel``) or ``_orig_mod.`` (from ``torch.compile``), derain's own training checkpoints, as
 ``.pth``/``.pt`` pickles or ``.safetensors``. Pickles are opened with ``weights_only=True``,
 so a file that needs to import code is refused instead of executed.
 """
@@ -18,8 +18,9 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
+from . import models  # noqa: F401  (registers the architectures the files are matched against)
 from .files import atomic_write
-from .registry import create_model, list_models, model_class, model_card
+from .registry import build, list_models, model_card, model_class
 
 # Searched in this order; BasicSR's "params" first, as the official DRSformer test script does.
 _WRAPPER_KEYS = ("params", "params_ema", "state_dict", "model")
@@ -33,7 +34,8 @@ class CheckpointError(ValueError):
 def read_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Read ``path`` and return (state dict, derain metadata or ``{}``).
 
-    The state dict is unwrapped from its publication format and has ``module.`` removed.
+    The state dict is unwrapped from its publication format and has the ``module.`` and
+    ``_orig_mod.`` prefixes of DDP and compiled models removed.
     """
     path = Path(path)
     if not path.is_file():
@@ -49,7 +51,7 @@ def read_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
         except (SafetensorError, OSError) as err:
             raise CheckpointError(f"{path}: not a readable safetensors file ({err})") from err
         derain_meta = {k[len("derain.") :]: v for k, v in meta.items() if k.startswith("derain.")}
-        return _strip_module_prefix(tensors), derain_meta
+        return _strip_wrapper_prefixes(tensors), derain_meta
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
@@ -77,12 +79,20 @@ def _unwrap(obj: Any, path: Path) -> tuple[dict[str, torch.Tensor], dict[str, An
             f"{path}: no state dict found; looked for a dict of tensors, bare or under one of "
             f"{list(_WRAPPER_KEYS)}; top-level keys: {found}"
         )
-    return _strip_module_prefix(tensors), meta
+    return _strip_wrapper_prefixes(tensors), meta
 
 
-def _strip_module_prefix(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    if state_dict and all(k.startswith("module.") for k in state_dict):
-        return {k[len("module.") :]: v for k, v in state_dict.items()}
+_WRAPPER_PREFIXES = ("module.", "_orig_mod.")  # DataParallel/DDP, torch.compile; nested in any order
+
+
+def _strip_wrapper_prefixes(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    stripped = True
+    while state_dict and stripped:
+        stripped = False
+        for prefix in _WRAPPER_PREFIXES:
+            if all(k.startswith(prefix) for k in state_dict):
+                state_dict = {k[len(prefix) :]: v for k, v in state_dict.items()}
+                stripped = True
     return state_dict
 
 
@@ -100,7 +110,7 @@ def detect_model(state_dict: Mapping[str, torch.Tensor]) -> str | None:
     best, best_score = None, 0.5
     for name in list_models():
         with torch.device("meta"):
-            reference = create_model(name, **model_card(name).default_config)
+            reference = build(name, **model_card(name).default_config)
         model_patterns = {_key_pattern(k) for k in reference.state_dict()}
         score = len(file_patterns & model_patterns) / len(file_patterns | model_patterns)
         if score > best_score:
@@ -129,7 +139,7 @@ def load_checkpoint(
                 f"({', '.join(list_models())})"
             )
         config = _config_for(name, state_dict, meta, path)
-        model = create_model(name, **config)
+        model = build(name, **config)
     missing, unexpected = _key_mismatch(model, state_dict, strict)
     if missing or unexpected:
         raise CheckpointError(_mismatch_message(path, model, state_dict, missing, unexpected))

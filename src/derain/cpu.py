@@ -1,7 +1,15 @@
-"""Process-wide CPU settings derain applies when imported, before torch starts.
+"""Process-wide CPU settings for programs that own their process, applied before torch starts.
 
 Both are measured wins on the 2-core machines derain is developed on and neither changes a
-single output value. Set ``DERAIN_CPU_TUNING=0`` to leave the process as it was; a user's own
+single output value. ``import derain`` never applies them (a library must not retune its
+host); the ``derain`` command and the benchmark scripts call :func:`tune` first, and so can
+a program of yours::
+
+    import derain.cpu
+    derain.cpu.tune()  # before anything imports torch
+    import derain
+
+Set ``DERAIN_CPU_TUNING=0`` to leave the process as it was; a user's own
 ``OMP_WAIT_POLICY``, ``MALLOC_*`` or ``GLIBC_TUNABLES`` setting is always respected.
 """
 

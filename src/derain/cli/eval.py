@@ -1,4 +1,5 @@
-"""``derain eval``: paper-protocol PSNR/SSIM of a results folder, or NIQE/BRISQUE without clean images."""
+"""``derain eval``: paper-protocol PSNR/SSIM of a results folder, or NIQE/BRISQUE without clean
+images; with ``--model``/``--weights DATA_DIR``, of a model run on a dataset (:func:`derain.evaluate`)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,11 @@ import json
 import sys
 from pathlib import Path
 
+from ..checkpoint import CheckpointError
 from ..data.pairing import PairingError
+from ..factory import list_models
+from ..inference import AUTO, Deraining, evaluate
+from ..inference.api import PROTOCOLS as INFERENCE_PROTOCOLS
 from ..metrics.folders import METRICS, evaluate_folders, format_value
 from ..metrics.matlab import PROTOCOLS
 
@@ -23,7 +28,20 @@ def register(subparsers) -> None:
             "Without --clean: the no-reference NIQE and BRISQUE."
         ),
     )
-    parser.add_argument("--restored", required=True, type=Path, help="folder of restored images")
+    parser.add_argument(
+        "data", nargs="?", type=Path, metavar="DATA_DIR",
+        help="rainy/clean pairs in any published layout: run --model/--weights on them and score the results",
+    )
+    parser.add_argument("--restored", type=Path, help="folder of restored images (instead of DATA_DIR)")
+    parser.add_argument("--model", choices=list_models(), help="architecture run on DATA_DIR (default: detected from --weights)")
+    parser.add_argument("--weights", type=Path, help="checkpoint run on DATA_DIR (default: the shipped pretrained weights)")
+    parser.add_argument(
+        "--inference", choices=INFERENCE_PROTOCOLS, default="blended",
+        help="on DATA_DIR: derain's blended tiles (default) or the paper's own test procedure",
+    )
+    parser.add_argument("--tile", type=int, help="on DATA_DIR: tile side (default: the model card's; 0: whole images)")
+    parser.add_argument("--overlap", type=int, help="on DATA_DIR: pixels shared by tiles (default: the model card's)")
+    parser.add_argument("--device", default="auto", help="on DATA_DIR: cpu, cuda, cuda:1 or auto (default)")
     parser.add_argument("--clean", type=Path, help="folder of clean (ground-truth) images")
     parser.add_argument("--protocol", choices=PROTOCOLS, default="rain100", help="paper protocol (default: rain100)")
     parser.add_argument(
@@ -56,14 +74,27 @@ def _print_table(summary: dict, images: int, failures: int) -> None:
     print(f"{images} image(s) evaluated, {failures} failed")
 
 
-def run(args: argparse.Namespace) -> int:
-    try:
-        evaluation = evaluate_folders(
+def _evaluate(args: argparse.Namespace):
+    if (args.data is None) == (args.restored is None):
+        raise ValueError("give either DATA_DIR (a model is run on it) or --restored (a folder of results)")
+    if args.restored is not None:
+        return evaluate_folders(
             args.restored, args.clean, protocol=args.protocol,
             metrics=tuple(args.metrics) if args.metrics else None,
             by=args.pairing, workers=args.workers, progress=not args.no_progress,
         )
-    except (PairingError, ValueError) as err:
+    if args.clean is not None:
+        raise ValueError("--clean goes with --restored; DATA_DIR holds its own clean images")
+    tile = AUTO if args.tile is None else args.tile or None
+    derainer = Deraining(args.model, args.weights, tile=tile, overlap=args.overlap, device=args.device, protocol=args.inference)
+    metrics = tuple(args.metrics) if args.metrics else ("psnr", "ssim")
+    return evaluate(derainer, args.data, metrics=metrics, protocol=args.protocol, progress=not args.no_progress)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        evaluation = _evaluate(args)
+    except (PairingError, CheckpointError, ValueError) as err:
         print(f"derain eval: {err}", file=sys.stderr)
         return 2
     for name, reason in evaluation.failures:
@@ -73,9 +104,11 @@ def run(args: argparse.Namespace) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     _write_csv(args.out / "metrics.csv", evaluation)
     record = {
-        "restored": str(args.restored),
+        "restored": str(args.restored) if args.restored else None,
         "clean": str(args.clean) if args.clean else None,
-        "protocol": args.protocol if args.clean else None,
+        "data": str(args.data) if args.data else None,
+        "model": str(args.weights or args.model or "pretrained") if args.data else None,
+        "protocol": args.protocol if args.clean or args.data else None,
         "images": len(evaluation.rows),
         "failed": [{"name": n, "reason": r} for n, r in evaluation.failures],
         # inf/-inf are written as strings: JSON has no infinity.

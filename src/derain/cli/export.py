@@ -16,8 +16,8 @@ import torch
 from torch import nn
 
 from ..checkpoint import CheckpointError, load_checkpoint
-from ..inference import InferenceSpec, first_output
-from ..registry import list_models
+from ..inference import first_output, inference_card
+from ..factory import list_models
 
 ONNX_TOLERANCE = 1e-4
 TORCHSCRIPT_TOLERANCE = 1e-5
@@ -101,11 +101,11 @@ def run(args: argparse.Namespace) -> int:
     except CheckpointError as err:
         print(f"derain export: error: {err}", file=sys.stderr)
         return 2
-    spec = InferenceSpec.of(model)
-    if args.size % spec.size_multiple or args.size < spec.min_size:
+    card = inference_card(model)
+    if args.size % card.size_multiple or args.size < card.min_size:
         print(
-            f"derain export: error: --size {args.size} must be a multiple of {spec.size_multiple} "
-            f"and at least {spec.min_size} for {args.name}",
+            f"derain export: error: --size {args.size} must be a multiple of {card.size_multiple} "
+            f"and at least {card.min_size} for {args.name}",
             file=sys.stderr,
         )
         return 2
@@ -118,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
         except ImportError:
             print("derain export: error: ONNX needs: pip install 'derain[export]'", file=sys.stderr)
             return 2
-        export_onnx(model, args.output, example, spec.size_multiple, dynamic=not args.static)
+        export_onnx(model, args.output, example, card.size_multiple, dynamic=not args.static)
         tolerance = ONNX_TOLERANCE
     else:
         export_torchscript(model, args.output, example)
@@ -126,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
     # A second, non-square size checks that height and width really are dynamic.
     sizes = [(args.size, args.size)]
     if not args.static:
-        sizes.append((args.size + spec.size_multiple, args.size + 2 * spec.size_multiple))
+        sizes.append((args.size + card.size_multiple, args.size + 2 * card.size_multiple))
     for height, width in sizes:
         rainy = torch.rand(1, 3, height, width, generator=generator)
         error = parity_error(model, args.output, args.format, rainy)

@@ -6,6 +6,8 @@ import argparse
 import importlib
 import sys
 
+from .. import cpu
+
 # Each module defines ``register(subparsers)``, which adds its parser and sets ``func``
 # (a callable taking the parsed arguments and returning the exit code).
 COMMANDS = ("run", "models", "eval", "train", "data", "export", "demo")
@@ -20,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    cpu.tune()  # the command owns its process; before the sub-commands import torch
     args = build_parser().parse_args(argv)
     return args.func(args)
 

@@ -6,7 +6,7 @@ import argparse
 import dataclasses
 
 from .. import pretrained
-from ..registry import list_models, model_card
+from ..factory import list_models, model_card
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -15,13 +15,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="list architectures and pretrained weights",
         description="List the registered architectures and pretrained weights, or show the full card of one.",
     )
-    parser.add_argument("name", nargs="?", choices=list_models() + sorted(pretrained.PRETRAINED), help="show this card")
+    parser.add_argument("name", nargs="?", choices=list_models() + sorted(pretrained.catalogue().cards), help="show this card")
     parser.add_argument("--filter", default="", help="only names containing this text")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    shipped = pretrained.PRETRAINED
+    shipped = pretrained.catalogue().cards
     if args.name in shipped:
         card = shipped[args.name]
         for field in dataclasses.fields(card):

@@ -12,11 +12,11 @@ from tqdm import tqdm
 
 from ..checkpoint import CheckpointError
 from ..data.pairing import IMAGE_SUFFIXES
+from ..factory import list_models
 from ..imageio import DEFAULT_MAX_PIXELS, ImageReadError, fit_to_format, read_image, write_image
 from ..inference import Deraining
-from ..inference.api import DEFAULT_OVERLAP, DEFAULT_TILE, PRECISIONS, PROTOCOLS
+from ..inference.api import AUTO, PRECISIONS, PROTOCOLS
 from ..pretrained import DEFAULT_TAG, load_pretrained
-from ..registry import list_models
 
 OUTPUT_FORMATS = ("png", "tif", "jpg", "webp", "bmp")
 
@@ -38,10 +38,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--tile",
         type=int,
-        default=DEFAULT_TILE,
-        help=f"tile side in pixels (default {DEFAULT_TILE}); 0: whole images, memory grows with the image",
+        help="tile side in pixels (default: the model card's, 256; whole images with --protocol official); "
+        "0: whole images, memory grows with the image",
     )
-    parser.add_argument("--overlap", type=int, default=DEFAULT_OVERLAP, help=f"pixels shared by tiles (default {DEFAULT_OVERLAP})")
+    parser.add_argument("--overlap", type=int, help="pixels shared by tiles (default: the model card's)")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto (default)")
     parser.add_argument("--precision", choices=tuple(PRECISIONS), default="fp32")
     parser.add_argument("--batch-size", type=int, default=1, help="tiles per forward pass")
@@ -101,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
         derainer = Deraining(
             model,
             args.weights,
-            tile=args.tile or None,
+            tile=AUTO if args.tile is None else args.tile or None,
             overlap=args.overlap,
             device=args.device,
             precision=args.precision,

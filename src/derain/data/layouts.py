@@ -28,8 +28,18 @@ from pathlib import Path
 
 import numpy as np
 
-from ..imageio import ImageReadError, read_image, write_image
-from .pairing import Pair, PairingError, describe_files, is_image, list_images, pair_by_regex, pair_folders, pair_from_list
+from ..imageio import ImageReadError, write_image
+from .pairing import (
+    Pair,
+    PairingError,
+    describe_files,
+    is_image,
+    list_images,
+    pair_by_regex,
+    pair_folders,
+    pair_from_list,
+    read_pair,
+)
 
 Splits = dict[str, list[Pair]]
 
@@ -238,17 +248,6 @@ def read_layout(root: str | Path, layout: str | None = None) -> tuple[str, Split
     if name not in LAYOUTS:
         raise ValueError(f"unknown layout {name!r}: expected one of {sorted(LAYOUTS)}")
     return name, LAYOUTS[name].read(root)
-
-
-def read_pair(pair: Pair) -> tuple[np.ndarray, np.ndarray]:
-    """``(rainy, clean)`` arrays of one pair; side-by-side files are cut in half."""
-    if not pair.side_by_side:
-        return read_image(pair.input), read_image(pair.target)
-    both = read_image(pair.input)
-    half = both.shape[1] // 2
-    if both.shape[1] % 2:
-        raise ImageReadError(pair.input, f"side-by-side image of odd width {both.shape[1]}")
-    return both[:, :half], both[:, half:]
 
 
 def is_swapped(rainy: np.ndarray, clean: np.ndarray) -> bool:

@@ -14,16 +14,15 @@ import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from ..imageio import ImageReadError, read_image, to_tensor
-from .pairing import Pair, describe_files, pair_folders
+from ..imageio import ImageReadError, to_tensor
+from .pairing import Pair, describe_files, pair_folders, read_pair
 
-AUGMENTATIONS = ("flip_rot8", "flip_rot9", "flips", "none")
 
 
 class BadPairsError(ValueError):
@@ -46,6 +45,22 @@ def _flip_rot9(image: torch.Tensor, mode: int) -> torch.Tensor:
         image = torch.flip(image, dims=(-1,))
     turns = {3: 1, 4: 2, 5: 3, 6: 1, 7: 1}.get(mode, 0)
     return torch.rot90(image, turns, dims=(-2, -1))
+
+
+def _flips(image: torch.Tensor, mode: int) -> torch.Tensor:
+    """DDSAformer: bit 0 of ``mode`` flips vertically, bit 1 horizontally."""
+    dims = [d for bit, d in ((1, -2), (2, -1)) if mode & bit]
+    return torch.flip(image, dims=dims) if dims else image
+
+
+# ``data.augment`` of a training config -> (number of modes drawn uniformly, the transform of a
+# mode); the config's allowed values are these keys
+AUGMENTATIONS: dict[str, tuple[int, Callable[[torch.Tensor, int], torch.Tensor]]] = {
+    "flip_rot8": (8, _flip_rot8),
+    "flip_rot9": (9, _flip_rot9),
+    "flips": (4, _flips),
+    "none": (1, lambda image, mode: image),
+}
 
 
 @dataclass(frozen=True)
@@ -123,28 +138,14 @@ class PairedImageDataset(Dataset):
     def _draw(self, rng: np.random.Generator, height: int, width: int) -> _Draw:
         top = int(rng.integers(0, height - self.patch_size + 1))
         left = int(rng.integers(0, width - self.patch_size + 1))
-        if self.augment == "flip_rot8":
-            transform = ("flip_rot8", int(rng.integers(0, 8)))
-        elif self.augment == "flip_rot9":
-            transform = ("flip_rot9", int(rng.integers(0, 9)))
-        elif self.augment == "flips":
-            transform = ("flips", int(rng.integers(0, 4)))  # bit 0: vertical, bit 1: horizontal
-        else:
-            transform = ("none", 0)
-        return _Draw(top, left, transform)
+        modes, _ = AUGMENTATIONS[self.augment]
+        return _Draw(top, left, (self.augment, int(rng.integers(0, modes))))
 
     def _apply(self, image: torch.Tensor, choice: _Draw) -> torch.Tensor:
         p = self.patch_size
         patch = image[:, choice.top : choice.top + p, choice.left : choice.left + p]
         kind, mode = choice.transform
-        if kind == "flip_rot8":
-            patch = _flip_rot8(patch, mode)
-        elif kind == "flip_rot9":
-            patch = _flip_rot9(patch, mode)
-        elif kind == "flips":
-            dims = [d for bit, d in ((1, -2), (2, -1)) if mode & bit]
-            patch = torch.flip(patch, dims=dims) if dims else patch
-        return patch.contiguous()
+        return AUGMENTATIONS[kind][1](patch, mode).contiguous()
 
 
 def pair_folder_lists(
@@ -175,18 +176,15 @@ def pair_folder_lists(
 
 
 def load_pair(pair: Pair) -> tuple[torch.Tensor, torch.Tensor]:
-    """Read a pair as two float RGB (3, H, W) tensors; DID-Data side-by-side files are split."""
-    rainy = to_tensor(read_image(pair.input))[0][0]
-    if pair.side_by_side:
-        half = rainy.shape[-1] // 2
-        return rainy[..., :half], rainy[..., half : 2 * half]
-    clean = to_tensor(read_image(pair.target))[0][0]
-    if rainy.shape != clean.shape:
+    """Read a pair as two float RGB (3, H, W) tensors, as :func:`~derain.data.pairing.read_pair`
+    reads it (DID-Data side-by-side files are split; an odd width is refused)."""
+    rainy, clean = read_pair(pair)
+    if rainy.shape[:2] != clean.shape[:2]:
         raise BadPairsError(
-            f"{pair.input} is {rainy.shape[2]}×{rainy.shape[1]} but its target {pair.target} is "
-            f"{clean.shape[2]}×{clean.shape[1]}"
+            f"{pair.input} is {rainy.shape[1]}×{rainy.shape[0]} but its target {pair.target} is "
+            f"{clean.shape[1]}×{clean.shape[0]}"
         )
-    return rainy, clean
+    return to_tensor(rainy)[0][0], to_tensor(clean)[0][0]
 
 
 def check_pairs(pairs: Sequence[Pair], *, skip_bad: bool = False, workers: int = 4) -> list[Pair]:

@@ -13,6 +13,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
+from ..imageio import ImageReadError, read_image
+
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
 PAIRING_MODES = ("stem", "sorted")
 _LISTED = 20  # unmatched files named in an error message; the rest are counted
@@ -217,3 +221,14 @@ def _check_unique_names(pairs: Sequence[Pair], where: Path) -> None:
         if pair.name in seen:
             raise PairingError(f"{where}: two pairs get the name {pair.name!r}: {seen[pair.name].input.name}, {pair.input.name}")
         seen[pair.name] = pair
+
+
+def read_pair(pair: Pair) -> tuple[np.ndarray, np.ndarray]:
+    """``(rainy, clean)`` arrays of one pair; side-by-side files are cut in half."""
+    if not pair.side_by_side:
+        return read_image(pair.input), read_image(pair.target)
+    both = read_image(pair.input)
+    half = both.shape[1] // 2
+    if both.shape[1] % 2:
+        raise ImageReadError(pair.input, f"side-by-side image of odd width {both.shape[1]}")
+    return both[:, :half], both[:, half:]

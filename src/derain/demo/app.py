@@ -26,9 +26,9 @@ from torch import nn
 
 from .. import pretrained
 from ..checkpoint import CheckpointError, load_checkpoint
+from ..factory import model_card
 from ..imageio import ImageReadError, read_image, write_image
-from ..inference import Deraining
-from ..inference.api import DEFAULT_OVERLAP, DEFAULT_TILE
+from ..inference import Deraining, inference_card
 from . import DEFAULT_MAX_PIXELS
 
 CHECKPOINT_CHOICE = "checkpoint file"
@@ -89,7 +89,7 @@ def restore_file(
     upload = Path(upload)
     started = time.perf_counter()
     rainy = read_image(upload, max_pixels=max_pixels)
-    overlap = min(DEFAULT_OVERLAP, tile // 4) if tile else 0  # small tiles keep most of each tile their own
+    overlap = min(inference_card(model).overlap, tile // 4) if tile else 0  # small tiles keep most of each tile their own
     restored = Deraining(model, tile=tile, overlap=overlap, device=device)(rainy)
     out_dir.mkdir(parents=True, exist_ok=True)
     rainy_png = write_image(out_dir / f"{upload.stem}.png", rainy)
@@ -130,8 +130,10 @@ def derain_upload(
 
 def build_app(work_dir: Path, *, device: str = "auto", max_pixels: int = DEFAULT_MAX_PIXELS) -> gr.Blocks:
     """The page; each result is written into a new folder under ``work_dir``."""
-    tags = sorted(pretrained.PRETRAINED)
+    tags = sorted(pretrained.catalogue().cards)
     default_choice = pretrained.DEFAULT_TAG if pretrained.DEFAULT_TAG in tags else CHECKPOINT_CHOICE
+    # the slider starts at the default model's tile, as `derain run` and derain.derain() use it
+    default_tile = model_card(pretrained.pretrained_card(default_choice).architecture).tile if default_choice in tags else None
 
     with gr.Blocks(title="derain", analytics_enabled=False) as app:
         gr.Markdown("# derain\nRemove rain streaks from a photo. Everything runs on this machine.")
@@ -144,7 +146,7 @@ def build_app(work_dir: Path, *, device: str = "auto", max_pixels: int = DEFAULT
                 )
                 choice = gr.Dropdown(tags + [CHECKPOINT_CHOICE], value=default_choice, label="model")
                 checkpoint = gr.Textbox(label="checkpoint path (for 'checkpoint file')", elem_id="checkpoint")
-                tile = gr.Slider(0, 1024, value=DEFAULT_TILE, step=32, label="tile size in pixels (0: whole image)")
+                tile = gr.Slider(0, 1024, value=default_tile or 0, step=32, label="tile size in pixels (0: whole image)")
                 run = gr.Button("Derain", variant="primary", elem_id="run")
             with gr.Column():
                 slider = gr.ImageSlider(label="before / after", type="filepath", format="png", elem_id="slider")

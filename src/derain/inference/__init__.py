@@ -1,17 +1,20 @@
 """Inference: padding, blended tiling, the official test protocols and the high-level call."""
 
-from .api import Deraining, InferenceSpec, derain, resolve_device
+from .api import AUTO, Deraining, derain, inference_card, resolve_device
+from .evaluation import evaluate
 from .padding import pad_to_multiple, padded_size
 from .protocols import OFFICIAL_PROTOCOLS, drsformer_official, windowed_official
 from .tiling import first_output, run_padded, tile_starts, tiled_forward
 
 __all__ = [
+    "AUTO",
     "OFFICIAL_PROTOCOLS",
     "Deraining",
-    "InferenceSpec",
     "derain",
     "drsformer_official",
+    "evaluate",
     "first_output",
+    "inference_card",
     "pad_to_multiple",
     "padded_size",
     "resolve_device",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
@@ -13,41 +12,16 @@ from PIL import Image
 from torch import nn
 
 from ..checkpoint import load_checkpoint
+from ..factory import list_models, model_card
 from ..imageio import array_from_pil, from_tensor, to_tensor
 from ..pretrained import DEFAULT_TAG, load_pretrained
-from ..registry import list_models, model_card, model_class
+from ..registry import ModelCard, card_of, unknown_card
 from .protocols import OFFICIAL_PROTOCOLS
 from .tiling import run_padded, tiled_forward
 
 PROTOCOLS = ("blended", "official")
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 ImageLike = TypeVar("ImageLike", np.ndarray, Image.Image, torch.Tensor)
-
-
-@dataclass(frozen=True)
-class InferenceSpec:
-    """The facts of a model's card that inference needs; permissive defaults for others."""
-
-    name: str | None = None
-    size_multiple: int = 1
-    min_size: int = 1
-    batch_independent: bool = True
-    half_precision: bool = True
-
-    @classmethod
-    def of(cls, model: nn.Module) -> InferenceSpec:
-        """The spec of a registered architecture, found by the model's class."""
-        for name in list_models():
-            if type(model) is model_class(name):
-                card = model_card(name)
-                return cls(
-                    name=name,
-                    size_multiple=card.size_multiple,
-                    min_size=card.min_size,
-                    batch_independent=card.batch_independent,
-                    half_precision=card.half_precision,
-                )
-        return cls()
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -61,11 +35,12 @@ def resolve_device(device: str | torch.device) -> torch.device:
     return torch.device("cpu")
 
 
-# What `derain run` and the demo use: on 2 CPU cores 256-pixel tiles with 16 shared pixels were
-# the fastest per megapixel for the default model (benchmarks/default_model_speed.py), and
-# memory stays bounded by the tile however large the photo.
-DEFAULT_TILE = 256
-DEFAULT_OVERLAP = 16
+AUTO = "auto"  # tile: the model card's advice (ModelCard.tile, ModelCard.overlap)
+
+
+def inference_card(model: nn.Module) -> ModelCard:
+    """The card inference acts on: ``model``'s, or whole images of any size for a module derain does not know."""
+    return card_of(model) or unknown_card(type(model).__name__)
 
 
 class Deraining:
@@ -75,8 +50,10 @@ class Deraining:
         model: a module, or a registered name. With only ``weights``, the architecture is
             detected; with neither, derain's default pretrained model is used.
         weights: a checkpoint file, loaded with :func:`derain.load_checkpoint`.
-        tile: tile side in pixels, or ``None`` for whole images (memory grows with the image).
-        overlap: pixels shared by neighbouring tiles, blended linearly.
+        tile: tile side in pixels, ``None`` for whole images (memory grows with the image), or
+            ``"auto"``: the model card's advice (256 for every registered model; whole images
+            under the official protocol, as the official scripts run them).
+        overlap: pixels shared by neighbouring tiles, blended linearly; ``None``: the card's.
         device: ``"cpu"``, ``"cuda"``, ``"auto"``...; tiles run there, full images stay on the CPU.
         precision: ``"fp32"``, ``"fp16"`` or ``"bf16"`` (autocast).
         batch_size: tiles per forward pass; 1 for models whose batch items interact.
@@ -84,7 +61,7 @@ class Deraining:
             (the paper's test procedure, see :mod:`derain.inference.protocols`).
 
     Example:
-        >>> derainer = Deraining("drsformer", weights="drsformer_rain200h.pth", tile=512)
+        >>> derainer = Deraining("drsformer", weights="drsformer_rain200h.pth", tile=512)  # doctest: +SKIP
         >>> restored = derainer(numpy_image)  # doctest: +SKIP
     """
 
@@ -93,8 +70,8 @@ class Deraining:
         model: nn.Module | str | None = None,
         weights: str | Path | None = None,
         *,
-        tile: int | None = None,
-        overlap: int = DEFAULT_OVERLAP,
+        tile: int | str | None = AUTO,
+        overlap: int | None = None,
         device: str | torch.device = "auto",
         precision: str = "fp32",
         batch_size: int = 1,
@@ -110,25 +87,27 @@ class Deraining:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
         if protocol not in PROTOCOLS:
             raise ValueError(f"protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
-        self.spec = InferenceSpec.of(model)
-        if precision == "fp16" and not self.spec.half_precision:
+        self.card = card = inference_card(model)
+        if precision == "fp16" and not card.half_precision:
             raise ValueError(
-                f"{self.spec.name} is not reliable in fp16 (its card says half_precision=False); "
-                "use bf16 or fp32"
+                f"{card.name} is not reliable in fp16 (its card says half_precision=False); use bf16 or fp32"
             )
-        if protocol == "official" and self.spec.name not in OFFICIAL_PROTOCOLS:
-            raise ValueError(
-                f"no official test protocol is known for {self.spec.name or type(model).__name__}; "
-                f"known for: {', '.join(OFFICIAL_PROTOCOLS)}"
-            )
+        if protocol == "official" and card.official_protocol is None:
+            known = [name for name in list_models() if model_card(name).official_protocol]
+            raise ValueError(f"no official test protocol is known for {card.name}; known for: {', '.join(known)}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if isinstance(tile, str) and tile != AUTO:
+            raise ValueError(f"tile must be a number of pixels, None or {AUTO!r}, got {tile!r}")
         self.device = resolve_device(device)
         self.model = model.eval().to(self.device)
-        self.tile, self.overlap, self.protocol = tile, overlap, protocol
+        # "auto" under the official protocol is the official script's default: whole images
+        self.tile = (None if protocol == "official" else card.tile) if tile == AUTO else tile
+        self.overlap = card.overlap if overlap is None else overlap
+        self.protocol = protocol
         self.precision = precision
         # Batching tiles of a model whose batch items interact would change its output.
-        self.batch_size = batch_size if self.spec.batch_independent else 1
+        self.batch_size = batch_size if self.card.batch_independent else 1
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         if self.precision == "fp32":
@@ -143,12 +122,11 @@ class Deraining:
         x = rainy.float()
         with self._autocast():
             if self.protocol == "official":
-                protocol = OFFICIAL_PROTOCOLS[self.spec.name]
-                options = {"tile": self.tile, "overlap": self.overlap} if self.spec.name == "drsformer" else {}
-                restored = protocol(self.model, x.to(self.device), **options)
+                protocol = OFFICIAL_PROTOCOLS[self.card.official_protocol]
+                restored = protocol(self.model, x.to(self.device), self.tile, self.overlap)
             elif self.tile is None:
                 restored = run_padded(
-                    self.model, x.to(self.device), self.spec.size_multiple, min_size=self.spec.min_size
+                    self.model, x.to(self.device), self.card.size_multiple, min_size=self.card.min_size
                 )
             else:
                 restored = tiled_forward(
@@ -156,8 +134,8 @@ class Deraining:
                     x.cpu(),
                     self.tile,
                     self.overlap,
-                    self.spec.size_multiple,
-                    min_size=self.spec.min_size,
+                    self.card.size_multiple,
+                    min_size=self.card.min_size,
                     batch_size=self.batch_size,
                     device=self.device,
                 )
@@ -196,8 +174,8 @@ def derain(
     model: nn.Module | str | None = None,
     weights: str | Path | None = None,
     *,
-    tile: int | None = None,
-    overlap: int = DEFAULT_OVERLAP,
+    tile: int | str | None = AUTO,
+    overlap: int | None = None,
     device: str | torch.device = "auto",
     precision: str = "fp32",
     protocol: str = "blended",

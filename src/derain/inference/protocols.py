@@ -2,7 +2,8 @@
 
 derain's own inference (:func:`~derain.inference.tiling.tiled_forward`) blends overlapping
 tiles; the official scripts do not, and their choices change the outputs slightly, so
-reproducing a paper's table needs the paper's procedure.
+reproducing a paper's table needs the paper's procedure. A card names its model's procedure
+(``ModelCard.official_protocol``); every procedure takes ``(model, rainy, tile, overlap)``.
 """
 
 from __future__ import annotations
@@ -49,9 +50,17 @@ def drsformer_official(
 
 
 def windowed_official(
-    model: nn.Module, rainy: torch.Tensor, window: int = OFFICIAL_WINDOW
+    model: nn.Module,
+    rainy: torch.Tensor,
+    tile: int | None = None,
+    overlap: int = 0,
+    *,
+    window: int = OFFICIAL_WINDOW,
 ) -> torch.Tensor:
     """CPRAformer's and DMSR's ``test.py``: 128×128 windows, all in one batch, no blending.
+
+    ``tile`` and ``overlap`` are ignored: the official windows are fixed, and the paper's
+    numbers depend on them.
 
     ``window_partitionx`` cuts the largest top-left grid of whole windows, then windows
     flush with the right edge (grid rows), the bottom edge (grid columns) and the corner;
@@ -91,8 +100,10 @@ def windowed_official(
     return restored.clamp(0, 1)
 
 
-OFFICIAL_PROTOCOLS: dict[str, Callable[..., torch.Tensor]] = {
+OfficialProtocol = Callable[[nn.Module, torch.Tensor, "int | None", int], torch.Tensor]
+
+# by the name a card gives in ``official_protocol``
+OFFICIAL_PROTOCOLS: dict[str, OfficialProtocol] = {
     "drsformer": drsformer_official,
-    "cpraformer": windowed_official,
-    "dmsr": windowed_official,
+    "windows": windowed_official,
 }

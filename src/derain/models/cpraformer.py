@@ -16,33 +16,25 @@ feed-forward network (MSGN) gates a 3×3 depthwise branch with a 5×5 one.
 
 from __future__ import annotations
 
-import re
 from typing import Any, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..registry import ModelCard, register_model
-from .layers import ChannelLayerNorm, RestormerUNet, conv_chunks, fast_layout, layer_norm_type_has_bias
-
-
-def top_k_softmax(scores: torch.Tensor, k: int | torch.Tensor) -> torch.Tensor:
-    """Softmax over the ``k`` largest entries of each row of ``scores``; 0 elsewhere.
-
-    Equals the official mask-to-``-inf``-then-softmax without building the mask: the
-    softmax runs on the ``topk`` values only and is scattered into a zero matrix.
-    ``k`` is one count for every row, or a (B,) tensor of counts, one per batch item.
-    """
-    if isinstance(k, int):
-        values, index = scores.topk(k, dim=-1)
-        weights = values.softmax(dim=-1)
-    else:
-        values, index = scores.topk(int(k.max()), dim=-1)
-        rank = torch.arange(values.shape[-1], device=values.device)
-        beyond_k = rank >= k.view(-1, *([1] * (values.dim() - 1)))
-        weights = values.masked_fill(beyond_k, float("-inf")).softmax(dim=-1)
-    return torch.zeros_like(scores).scatter_(-1, index, weights)
+from ..registry import ModelCard, Tiling, register_model
+from .layers import (
+    ChannelLayerNorm,
+    RestormerUNet,
+    conv_chunks,
+    count_children,
+    fast_layout,
+    layer_norm_type_has_bias,
+    merge_heads,
+    restormer_shapes,
+    split_heads,
+    top_k_softmax,
+)
 
 
 class SpatialPixelRefinement(nn.Module):
@@ -81,6 +73,8 @@ class FourierAffine(nn.Module):
     and the imaginary shift t cancels exactly. This computes that identity in the
     spatial domain: the same function with no FFT and no complex tensors (so it also runs
     in half precision), and rounding errors smaller than the official FFT round trip.
+
+    The official fft2/ifft2 form is :func:`derain.models.reference.cpraformer_fourier_stage`.
     """
 
     def __init__(self, channels: int) -> None:
@@ -169,22 +163,18 @@ class CrossParadigmAttention(nn.Module):
         return min(max(int(channels * gate.mean()), 1), channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, _, h, w = x.shape
+        h, w = x.shape[-2:]
         conv_in, attn_in = conv_chunks(self.linear_0, x, 2)
         conv_out = self.spr_sa(conv_in)
 
-        # (B, 3, heads, C_head, H·W) views of the qkv channels, in whatever memory format they have
-        qkv = self.qkv_dwconv(self.qkv(attn_in)).flatten(2).unflatten(1, (3, self.num_heads, -1))
-        q, k, v = qkv.unbind(1)
+        q, k, v = split_heads(self.qkv_dwconv(self.qkv(attn_in)), self.num_heads)
         channels = q.shape[2]
         q = F.normalize(q, dim=-1)
         k = F.normalize(k, dim=-1)
         scores = (q @ k.transpose(-2, -1)) * self.temperature
         weights = top_k_softmax(scores, self.top_k_count(attn_in, channels))
         branch_sum = self.attn1 + self.attn2 + self.attn3 + self.attn4
-        # (weights · v)ᵀ = vᵀ · weightsᵀ is (B, heads, H·W, C_head): channels last once heads merge
-        attn_out = v.transpose(-2, -1) @ (weights * branch_sum).transpose(-2, -1)
-        attn_out = attn_out.permute(0, 2, 1, 3).reshape(b, h, w, -1).permute(0, 3, 1, 2)
+        attn_out = merge_heads(v.transpose(-2, -1) @ (weights * branch_sum).transpose(-2, -1), h, w)
 
         # FAIM stage 1: each branch is gated by a map computed from the other one.
         channel_map = self.channel_interaction(attn_out)
@@ -269,7 +259,9 @@ _OFFICIAL_FFN_EXPANSION = 2.66
         batch_independent=False,
         num_outputs=1,
         half_precision=False,
-        tiling=(
+        tiling=Tiling.OFFICIAL_WINDOWS,
+        official_protocol="windows",
+        tiling_notes=(
             "The official test cuts the image into 128×128 windows without overlap (plus "
             "windows aligned to the right and bottom edges for the remainder), runs all "
             "windows of an image as one batch, and pastes them back without blending. "
@@ -357,14 +349,7 @@ class CPRAformer(RestormerUNet):
         (it changes no shape). Raises ``KeyError`` when a required key is missing and
         ``ValueError`` when the shapes fit no configuration.
         """
-        embed = state_dict["patch_embed.proj.weight"]
-        dim, inp_channels = embed.shape[0], embed.shape[1]
-
-        def count(prefix: str) -> int:
-            pattern = re.compile(rf"{prefix}\.(\d+)\.")
-            indices = [int(m[1]) for key in state_dict if (m := pattern.match(key))]
-            return max(indices, default=-1) + 1
-
+        config = restormer_shapes(state_dict, [prefixes[0] for prefixes in _LEVELS])
         heads = []
         for default, prefixes in zip(_OFFICIAL_HEADS, _LEVELS):
             found = [k for p in prefixes if (k := f"{p}.0.attn.temperature") in state_dict]
@@ -384,13 +369,9 @@ class CPRAformer(RestormerUNet):
 
         norm_bias = any(k.endswith(".norm1.body.bias") for k in state_dict)
         return dict(
-            inp_channels=inp_channels,
-            out_channels=state_dict["output.weight"].shape[0],
-            dim=dim,
-            num_blocks=[count(prefixes[0]) for prefixes in _LEVELS],
-            num_refinement_blocks=count("refinement"),
+            **config,
+            num_refinement_blocks=count_children(state_dict, "refinement"),
             heads=heads,
             ffn_expansion_factor=factor,
-            bias="output.bias" in state_dict,
             LayerNorm_type="WithBias" if norm_bias else "BiasFree",
         )

@@ -24,8 +24,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..registry import ModelCard, register_model
-from .layers import ChannelLayerNorm, RestormerUNet, conv_chunks, fast_layout, layer_norm_type_has_bias
+from ..registry import ModelCard, Tiling, register_model
+from .layers import (
+    ChannelLayerNorm,
+    RestormerUNet,
+    conv_chunks,
+    cosine_scores,
+    count_children,
+    fast_layout,
+    layer_norm_type_has_bias,
+    masked_top_k_softmax,
+    merge_heads,
+    restormer_shapes,
+    split_heads,
+)
 
 ATTENTION_MODES = ("dual", "dense", "sparse")
 MASK_VALUES = {"-inf": float("-inf"), "zero": 0.0}
@@ -41,17 +53,6 @@ def top_k_count(ratio: float, channels_per_head: int) -> int:
     return max(1, int(ratio * channels_per_head))
 
 
-def top_k_softmax(scores: torch.Tensor, k: int, fill: float) -> torch.Tensor:
-    """Softmax over the last axis after replacing all but the ``k`` largest scores by ``fill``.
-
-    This is the masking function M(P, k) of the paper's eq. 5 followed by softmax. Scattering
-    the kept values into a filled tensor masks with one write, instead of building a 0/1 mask
-    and selecting through it as DRSformer does.
-    """
-    kept, index = scores.topk(k, dim=-1)
-    return torch.full_like(scores, fill).scatter(-1, index, kept).softmax(dim=-1)
-
-
 class DynamicDualAttention(nn.Module):
     """DDSA (paper §2.2): channel ("transposed") attention mixing a dense and a sparse softmax.
 
@@ -60,6 +61,9 @@ class DynamicDualAttention(nn.Module):
     against v; ``dense`` and ``sparse`` keep one branch and its scalar only. The lone
     scalar is redundant with ``project_out`` but names the branch in the state dict, so a
     checkpoint of an ablation says which one it is. Both scalars start at 0.5.
+
+    The paper's formula written out (F.normalize, an explicit mask) is
+    :func:`derain.models.reference.ddsaformer_attention`.
     """
 
     def __init__(
@@ -89,22 +93,15 @@ class DynamicDualAttention(nn.Module):
         self.project_out = nn.Conv2d(dim, dim, 1, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, c, h, w = x.shape
-        # (B, 3, heads, C_head, H·W) views of the qkv channels, in whatever memory format they have
-        q, k, v = self.qkv_dwconv(self.qkv(x)).flatten(2).unflatten(1, (3, self.num_heads, -1)).unbind(1)
-        # Dividing the C×C scores by the norms equals normalising q and k first (F.normalize,
-        # eps 1e-12), without writing two H·W-sized normalised copies.
-        q_norm = q.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-        k_norm = k.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-        scores = (q @ k.transpose(-2, -1)) / (q_norm * k_norm.transpose(-2, -1)) * self.temperature
+        h, w = x.shape[-2:]
+        q, k, v = split_heads(self.qkv_dwconv(self.qkv(x)), self.num_heads)
+        scores = cosine_scores(q, k, self.temperature)
         attn = 0
         if self.dense_weight is not None:
             attn = self.dense_weight * scores.softmax(dim=-1)
         if self.sparse_weight is not None:
-            attn = attn + self.sparse_weight * top_k_softmax(scores, self.top_k, self.fill)
-        # (attn · v)ᵀ = vᵀ · attnᵀ is (B, heads, H·W, C_head): channels last once heads merge
-        out = v.transpose(-2, -1) @ attn.transpose(-2, -1)
-        return self.project_out(out.permute(0, 2, 1, 3).reshape(b, h, w, c).permute(0, 3, 1, 2))
+            attn = attn + self.sparse_weight * masked_top_k_softmax(scores, self.top_k, self.fill)
+        return self.project_out(merge_heads(v.transpose(-2, -1) @ attn.transpose(-2, -1), h, w))
 
 
 def sefn_hidden_width(dim: int, ffn_expansion_factor: float, scale: int) -> int:
@@ -231,7 +228,9 @@ _LEVELS = ("encoder_level1", "encoder_level2", "encoder_level3", "latent")
         batch_independent=True,
         num_outputs=1,
         half_precision=True,
-        tiling=(
+        tiling=Tiling.DISCOURAGED,
+        overlap=32,
+        tiling_notes=(
             "Attention is over channels with statistics pooled over the whole image, so tiles "
             "change the result slightly; use tiles of 256 px or more with 32 px overlap when "
             "the full image does not fit in memory."
@@ -319,15 +318,10 @@ class DDSAformer(RestormerUNet):
         ``topk_ratio`` and ``mask_value`` change no parameter, so they come back as the
         defaults; a level with no blocks leaves its head count unknown (KeyError).
         """
-        embed = state_dict["patch_embed.proj.weight"]
-        dim = embed.shape[0]
-
-        def count(prefix: str) -> int:
-            return len({k.split(".")[1] for k in state_dict if k.startswith(prefix + ".")})
-
-        num_blocks = [count(level) for level in _LEVELS]
+        config: dict[str, Any] = restormer_shapes(state_dict, _LEVELS)
+        dim = config["dim"]
         heads = [state_dict[f"{level}.0.attn.temperature"].shape[0] for level in _LEVELS]
-        num_refinement_blocks = count("refinement")
+        num_refinement_blocks = count_children(state_dict, "refinement")
         refinement_heads = (
             state_dict["refinement.0.attn.temperature"].shape[0] if num_refinement_blocks else 1
         )
@@ -338,15 +332,10 @@ class DDSAformer(RestormerUNet):
             raise KeyError(f"{block}attn.dense_weight or {block}attn.sparse_weight")
         attention = "dual" if has_dense and has_sparse else ("dense" if has_dense else "sparse")
         ffn = "gdfn" if block + "ffn.dwconv.weight" in state_dict else "sefn"
-        config: dict[str, Any] = {
-            "inp_channels": embed.shape[1],
-            "out_channels": state_dict["output.weight"].shape[0],
-            "dim": dim,
-            "num_blocks": num_blocks,
+        config |= {
             "num_refinement_blocks": num_refinement_blocks,
             "heads": heads,
             "refinement_heads": refinement_heads,
-            "bias": "output.bias" in state_dict,
             "LayerNorm_type": "WithBias" if block + "norm1.body.bias" in state_dict else "BiasFree",
             "attention": attention,
             "ffn": ffn,

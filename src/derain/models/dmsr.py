@@ -20,8 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..registry import ModelCard, register_model
-from .layers import check_input
+from ..registry import ModelCard, Tiling, register_model
+from .layers import check_input, count_children, fast_layout
 
 
 class BasicConv(nn.Module):
@@ -264,8 +264,8 @@ class SCM(nn.Module):
         for conv in convs:
             x = conv(x)
         x = norm(F.conv2d(x, project.main[0].weight))
-        # InstanceNorm returns NCHW whatever it is given; DMSR keeps features channels-last.
-        return x.contiguous(memory_format=torch.channels_last)
+        # InstanceNorm returns NCHW whatever it is given; back to the layout the convs run fastest in.
+        return fast_layout(x)
 
 
 class FAM(nn.Module):
@@ -294,7 +294,9 @@ class FAM(nn.Module):
         batch_independent=True,
         num_outputs=3,
         half_precision=False,
-        tiling=(
+        tiling=Tiling.OFFICIAL_WINDOWS,
+        official_protocol="windows",
+        tiling_notes=(
             "The official test splits every image into non-overlapping 128×128 windows (plus "
             "edge windows) and stitches the full-resolution output; use 128×128 tiles to "
             "reproduce the paper. The Fourier units see the whole tile, so results depend on "
@@ -369,17 +371,15 @@ class DMSR(nn.Module):
         key = "feat_extract.0.main.0.weight"
         if key not in state_dict:
             raise KeyError(f"not a DMSR state dict: no {key!r}")
-        prefix = "Encoder.0.layers."
-        blocks = {k[len(prefix):].split(".", 1)[0] for k in state_dict if k.startswith(prefix)}
-        if not blocks:
-            raise KeyError(f"not a DMSR state dict: no keys start with {prefix!r}")
-        return {"num_res": len(blocks), "base_channel": int(state_dict[key].shape[0])}
+        num_res = count_children(state_dict, "Encoder.0.layers")
+        if not num_res:
+            raise KeyError("not a DMSR state dict: no keys start with 'Encoder.0.layers.'")
+        return {"num_res": num_res, "base_channel": int(state_dict[key].shape[0])}
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         check_input(x, 3, multiple=16, min_size=64)
-        # Depthwise convs run many times faster channels-last on CPU (oneDNN); the layout
-        # propagates through every layer, and the outputs are returned contiguous.
-        x = x.contiguous(memory_format=torch.channels_last)
+        # The layout propagates through every layer; the outputs are returned contiguous NCHW.
+        x = fast_layout(x)
         # Official: F.interpolate(scale_factor=0.5), nearest, i.e. every second pixel.
         x_2 = x[..., ::2, ::2]
         x_4 = x_2[..., ::2, ::2]

@@ -20,8 +20,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..registry import ModelCard, register_model
-from .layers import ChannelLayerNorm, RestormerUNet, fast_layout, layer_norm_type_has_bias
+from ..registry import ModelCard, Tiling, register_model
+from .layers import (
+    ChannelLayerNorm,
+    RestormerUNet,
+    cosine_scores,
+    fast_layout,
+    layer_norm_type_has_bias,
+    merge_heads,
+    restormer_shapes,
+    split_heads,
+)
 
 # Fractions of the channels per head that the four sparse attention maps keep, in the
 # official expressions (``int(C/2)``, ``int(C*2/3)``, ...) so the counts round identically.
@@ -71,22 +80,18 @@ class TopKSparseAttention(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, c, h, w = x.shape
-        # (B, 3, heads, C, H·W) views of the qkv channels, in whatever memory format x has
-        qkv = self.qkv_dwconv(self.qkv(x)).flatten(2).unflatten(1, (3, self.num_heads, -1))
-        q, k, v = qkv.unbind(1)
-        # cosine similarity: F.normalize's q / max(|q|, eps) applied to the C×C products
-        # instead of the C×(H·W) maps
-        q_norm = torch.linalg.vector_norm(q, dim=-1, keepdim=True).clamp_min(1e-12)
-        k_norm = torch.linalg.vector_norm(k, dim=-1, keepdim=True).clamp_min(1e-12)
-        scores = (q @ k.transpose(-2, -1)) / (q_norm * k_norm.transpose(-2, -1)) * self.temperature
-        # (attention · v)ᵀ = vᵀ · attentionᵀ is (B, heads, H·W, C): channels last once heads merge
+        h, w = x.shape[-2:]
+        q, k, v = split_heads(self.qkv_dwconv(self.qkv(x)), self.num_heads)
+        scores = cosine_scores(q, k, self.temperature)
         out = v.transpose(-2, -1) @ self.sparse_attention(scores).transpose(-2, -1)
-        out = out.permute(0, 2, 1, 3).reshape(b, h, w, c).permute(0, 3, 1, 2)
-        return self.project_out(out)
+        return self.project_out(merge_heads(out, h, w))
 
     def sparse_attention(self, scores: torch.Tensor) -> torch.Tensor:
-        """Σᵢ attnᵢ · softmax(top-kᵢ of each row of ``scores``, others −inf), shape (..., C, C)."""
+        """Σᵢ attnᵢ · softmax(top-kᵢ of each row of ``scores``, others −inf), shape (..., C, C).
+
+        One top-k and one cumulative sum serve the four maps; the official four masks and four
+        softmaxes are :func:`derain.models.reference.drsformer_sparse_attention`.
+        """
         top, index = torch.topk(scores, max(self.top_k), dim=-1)
         exp = torch.exp(top - top[..., :1])
         denominators = torch.cumsum(exp, dim=-1)[..., [k - 1 for k in self.top_k]]
@@ -282,10 +287,6 @@ class MixtureOfExpertsCompensator(nn.Module):
         return steps(x, torch.softmax(gate(x), dim=-1))
 
 
-def _blocks_in(state_dict: Mapping[str, torch.Tensor], stage: str) -> int:
-    return sum(1 for key in state_dict if key.startswith(f"{stage}.") and key.endswith(".norm1.body.weight"))
-
-
 _CARD = ModelCard(
     name="drsformer",
     paper=(
@@ -299,10 +300,13 @@ _CARD = ModelCard(
     batch_independent=True,
     num_outputs=1,
     half_precision=False,
-    tiling=(
+    tiling=Tiling.DISCOURAGED,
+    official_protocol="drsformer",
+    tiling_notes=(
         "Channel attention is global over the image, so tiles change the result; the "
         "official test.py runs whole images, or optional tiles (multiple of 8) with 32 px "
-        "overlap averaged uniformly. Prefer whole images; tile only when memory runs out."
+        "overlap averaged uniformly. derain tiles at 256 px by default (bounded memory, and the "
+        "fastest per megapixel on CPUs); tile=None runs whole images, closest to the paper."
     ),
     recipe="configs/drsformer.yaml",
     tiny_config={"dim": 8, "num_blocks": [1, 1, 1, 1], "heads": [1, 2, 2, 4]},
@@ -354,16 +358,14 @@ class DRSformer(RestormerUNet):
             self.refinement = MixtureOfExpertsCompensator(dim * 2)
 
     def forward(self, inp_img: torch.Tensor) -> torch.Tensor:
-        # the blocks compute channels-last; callers get the usual contiguous NCHW tensor
-        return super().forward(inp_img).contiguous()
+        return super().forward(inp_img)
 
     @classmethod
     def config_from_state_dict(cls, state_dict: Mapping[str, torch.Tensor]) -> dict[str, Any]:
         """Constructor arguments of the model that produced ``state_dict`` (official keys)."""
-        embed = state_dict["patch_embed.proj.weight"]
-        dim, inp_channels = embed.shape[0], embed.shape[1]
         stages = ("encoder_level1", "encoder_level2", "encoder_level3", "latent")
-        num_blocks = [_blocks_in(state_dict, stage) for stage in stages]
+        config = restormer_shapes(state_dict, stages)
+        dim = config["dim"]
         heads = [state_dict[f"{stage}.0.attn.temperature"].shape[0] for stage in stages]
         hidden = [
             state_dict[f"{stage}.0.ffn.dwconv3x3_1.weight"].shape[0] for stage in stages
@@ -378,13 +380,9 @@ class DRSformer(RestormerUNet):
                 f"for channels {widths}"
             )
         return {
-            "inp_channels": inp_channels,
-            "out_channels": state_dict["output.weight"].shape[0],
-            "dim": dim,
-            "num_blocks": num_blocks,
+            **config,
             "heads": heads,
             "ffn_expansion_factor": factor,
-            "bias": "output.bias" in state_dict,
             "LayerNorm_type": "WithBias" if "encoder_level1.0.norm1.body.bias" in state_dict else "BiasFree",
             "mefc": "encoder_level0.layers.0.ca_fc.0.weight" in state_dict,
         }

@@ -1,4 +1,5 @@
-"""Blocks shared by the Restormer-family models (DRSformer, CPRAformer, DDSAformer).
+"""Blocks shared by the Restormer-family models (DRSformer, CPRAformer, DDSAformer), and the
+layout and state-dict helpers every model uses.
 
 Module and attribute names follow the official code (Restormer, DRSformer, DAIT), because
 the parameter names they produce are the format of the released checkpoints.
@@ -6,7 +7,8 @@ the parameter names they produce are the format of the released checkpoints.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+import re
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -49,6 +51,77 @@ def fast_layout(x: torch.Tensor) -> torch.Tensor:
     if x.device.type == "cpu" and x.dtype in (torch.float32, torch.bfloat16, torch.float16):
         return x.contiguous(memory_format=torch.channels_last)
     return x
+
+
+def split_heads(qkv: torch.Tensor, num_heads: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """q, k, v of a (B, 3·C, H, W) map as (B, heads, C_head, H·W) views, in whatever memory format it has."""
+    return qkv.flatten(2).unflatten(1, (3, num_heads, -1)).unbind(1)
+
+
+def merge_heads(out_t: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Channel attention's (B, heads, H·W, C_head) output, computed as (weights · v)ᵀ = vᵀ · weightsᵀ,
+    as a (B, C, H, W) map: channels-last in memory once the heads merge, with one copy at most."""
+    return out_t.permute(0, 2, 1, 3).reshape(out_t.shape[0], height, width, -1).permute(0, 3, 1, 2)
+
+
+def cosine_scores(q: torch.Tensor, k: torch.Tensor, temperature: torch.Tensor) -> torch.Tensor:
+    """``normalize(q) · normalize(k)ᵀ · temperature`` over the last axis (eps 1e-12, as F.normalize),
+    dividing the C×C products by the norms instead of writing two normalised H·W-sized copies."""
+    q_norm = torch.linalg.vector_norm(q, dim=-1, keepdim=True).clamp_min(1e-12)
+    k_norm = torch.linalg.vector_norm(k, dim=-1, keepdim=True).clamp_min(1e-12)
+    return (q @ k.transpose(-2, -1)) / (q_norm * k_norm.transpose(-2, -1)) * temperature
+
+
+# The top-k softmax family: softmax over the k largest scores of each row. The paper form
+# (mask the rest, softmax the whole row) is derain.models.reference.masked_softmax.
+
+
+def top_k_softmax(scores: torch.Tensor, k: int | torch.Tensor) -> torch.Tensor:
+    """Softmax over the ``k`` largest entries of each row of ``scores``; 0 elsewhere.
+
+    Equals masking the rest to ``-inf`` before the softmax, without building the mask: the
+    softmax runs on the ``topk`` values only and is scattered into a zero matrix. ``k`` is
+    one count for every row, or a (B,) tensor of counts, one per batch item.
+    """
+    if isinstance(k, int):
+        values, index = scores.topk(k, dim=-1)
+        weights = values.softmax(dim=-1)
+    else:
+        values, index = scores.topk(int(k.max()), dim=-1)
+        rank = torch.arange(values.shape[-1], device=values.device)
+        beyond_k = rank >= k.view(-1, *([1] * (values.dim() - 1)))
+        weights = values.masked_fill(beyond_k, float("-inf")).softmax(dim=-1)
+    return torch.zeros_like(scores).scatter_(-1, index, weights)
+
+
+def masked_top_k_softmax(scores: torch.Tensor, k: int, fill: float) -> torch.Tensor:
+    """Softmax over the last axis after replacing all but the ``k`` largest scores by ``fill``.
+
+    With ``fill = -inf`` this is :func:`top_k_softmax`; a finite ``fill`` (DDSAformer's
+    ``mask_value="zero"``) lets the dropped entries keep some weight. Scattering the kept
+    values into a filled tensor masks with one write instead of a 0/1 mask.
+    """
+    kept, index = scores.topk(k, dim=-1)
+    return torch.full_like(scores, fill).scatter(-1, index, kept).softmax(dim=-1)
+
+
+def count_children(state_dict: Mapping[str, torch.Tensor], prefix: str) -> int:
+    """How many numbered children ``prefix.0``, ``prefix.1``, … ``state_dict`` holds (highest index + 1)."""
+    pattern = re.compile(rf"{re.escape(prefix)}\.(\d+)\.")
+    return max((int(m[1]) for key in state_dict if (m := pattern.match(key))), default=-1) + 1
+
+
+def restormer_shapes(state_dict: Mapping[str, torch.Tensor], levels: Sequence[str]) -> dict[str, Any]:
+    """The constructor arguments every Restormer-family state dict shows the same way: input and
+    output channels, width, blocks per U-Net level and whether convolutions have biases."""
+    embed = state_dict["patch_embed.proj.weight"]
+    return {
+        "inp_channels": embed.shape[1],
+        "out_channels": state_dict["output.weight"].shape[0],
+        "dim": embed.shape[0],
+        "num_blocks": [count_children(state_dict, level) for level in levels],
+        "bias": "output.bias" in state_dict,
+    }
 
 
 def conv_chunks(conv: nn.Conv2d, x: torch.Tensor, chunks: int) -> tuple[torch.Tensor, ...]:
@@ -199,4 +272,5 @@ class RestormerUNet(nn.Module):
         dec2 = self.reduce_chan_level2(torch.cat([self.up3_2(dec3), enc2], 1))
         dec2 = self.decoder_level2(dec2)
         dec1 = self.decoder_level1(torch.cat([self.up2_1(dec2), enc1], 1))
-        return self.output(self.refinement(dec1)) + inp_img
+        # the blocks may compute channels-last (fast_layout); callers get contiguous NCHW
+        return (self.output(self.refinement(dec1)) + inp_img).contiguous()

@@ -4,8 +4,8 @@ Each pretrained model is two files in this folder: ``<tag>.safetensors`` (the we
 :func:`derain.save_weights`) and ``<tag>.json`` (its :class:`PretrainedCard`: architecture and
 config, data and photo licences, the recipe and the exact command that trained it, and its scores
 on the derain-synth test set next to the rainy input's). The training pipeline writes both with
-:func:`save_pretrained`; :data:`PRETRAINED` is read from the cards found here, torchvision-style
-weights described by data.
+:func:`save_pretrained`; :func:`catalogue` reads the cards found here on first use (never at
+import), torchvision-style weights described by data.
 
 Example:
     >>> model = load_pretrained("derain-synth")  # doctest: +SKIP
@@ -14,16 +14,17 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, NamedTuple
 
 from torch import nn
 
 from ..checkpoint import load_checkpoint, save_weights
 from ..files import sha256_of
-from ..registry import create_model, list_models
+from ..registry import build, list_models
 
 PRETRAINED_DIR = Path(__file__).parent
 DEFAULT_TAG = "derain-synth"
@@ -141,17 +142,29 @@ def installed_cards(folder: str | Path = PRETRAINED_DIR) -> tuple[dict[str, Pret
     return cards, broken
 
 
-PRETRAINED, BROKEN = installed_cards()
+class Catalogue(NamedTuple):
+    """The shipped cards by tag, and the errors of the damaged ones by tag."""
+
+    cards: dict[str, PretrainedCard]
+    broken: dict[str, PretrainedError]
+
+
+@functools.cache
+def catalogue() -> Catalogue:
+    """The cards shipped with derain, read once, on first use: reading them needs the registered
+    architectures, so doing it at import would depend on the order of derain's imports."""
+    return Catalogue(*installed_cards(PRETRAINED_DIR))
 
 
 def pretrained_card(tag: str = DEFAULT_TAG) -> PretrainedCard:
     """The card of ``tag``; the error says why a shipped card is unusable, or lists the installed tags."""
-    if tag in BROKEN:
-        raise BROKEN[tag]
+    cards, broken = catalogue()
+    if tag in broken:
+        raise broken[tag]
     try:
-        return PRETRAINED[tag]
+        return cards[tag]
     except KeyError:
-        available = ", ".join(sorted(PRETRAINED)) or "none: this installation ships no pretrained weights"
+        available = ", ".join(sorted(cards)) or "none: this installation ships no pretrained weights"
         raise PretrainedError(
             f"no pretrained weights {tag!r} are installed (available: {available}); "
             "pass a checkpoint file instead (--weights PATH)"
@@ -180,7 +193,7 @@ def load_pretrained(tag: str = DEFAULT_TAG, *, architecture: str | None = None) 
             f"{card.weights}: sha256 {digest} differs from the card's {card.sha256}; "
             "the file is damaged or not the one the card describes"
         )
-    model = create_model(card.architecture, **card.config)
+    model = build(card.architecture, **card.config)
     return load_checkpoint(card.weights, model)
 
 

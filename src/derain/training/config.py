@@ -18,7 +18,10 @@ from typing import Any, Literal, Mapping, Sequence
 
 import yaml
 
+from ..data.paired import AUGMENTATIONS
 from ..files import atomic_write
+from .losses import LOSSES
+from .schedules import SCHEDULES
 
 
 class ConfigError(ValueError):
@@ -59,7 +62,7 @@ class DataConfig:
     val_target: str | list[str] | None = None
     pair_by: Literal["stem", "sorted"] = "stem"
     patch_size: int = 128
-    augment: Literal["flip_rot8", "flip_rot9", "flips", "none"] = "flip_rot8"
+    augment: Literal[tuple(AUGMENTATIONS)] = "flip_rot8"
     val_crop: int | None = None
     workers: int = 4
     skip_bad: bool = False
@@ -87,7 +90,7 @@ class ScheduleConfig:
     ``warmup_epochs`` and ``eta_min``; ``constant`` uses neither.
     """
 
-    name: Literal["cosine_restart_cyclic", "warmup_cosine", "constant"] = "constant"
+    name: Literal[tuple(SCHEDULES)] = "constant"
     periods: list[int] = field(default_factory=list)
     restart_weights: list[float] = field(default_factory=list)
     eta_mins: list[float] = field(default_factory=list)
@@ -100,7 +103,7 @@ class LossConfig:
     """``l1``; ``charbonnier_edge`` (CPRAformer: Charbonnier + ``edge_weight`` × edge loss);
     ``multiscale_l1_fft`` (DMSR: L1 + ``fft_weight`` × FFT L1 over the three outputs)."""
 
-    name: Literal["l1", "charbonnier_edge", "multiscale_l1_fft"] = "l1"
+    name: Literal[tuple(LOSSES)] = "l1"
     edge_weight: float = 0.05
     fft_weight: float = 0.1
 
@@ -281,7 +284,8 @@ def _coerce(value: Any, kind: Any, key: str) -> Any:
 
 def _check(config: Config, check_paths: bool) -> None:
     model, data, train, schedule = config.model, config.data, config.train, config.schedule
-    from ..registry import list_models, model_class
+    from ..factory import list_models
+    from ..registry import model_class
 
     if model.name not in list_models():
         raise ConfigError(f"model.name {model.name!r} is not a registered model ({', '.join(list_models())})")

@@ -13,34 +13,56 @@ import json
 import math
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
 from ..checkpoint import load_checkpoint, save_weights
 from ..data.paired import PairedImageDataset, TrainingBatches
-from ..registry import create_model, model_card
-from . import checkpoints
+from ..factory import create_model
+from ..inference import evaluate
+from . import run_state
 from .config import Config, ConfigError, load_config, save_config
 from .ema import EMA
 from .losses import build_loss
-from .schedules import CosineAnnealingRestartCyclicLR, WarmupCosineLR
+from .schedules import SCHEDULES
 
 
 class TrainingError(RuntimeError):
     """Training stopped: a non-finite loss, or a run folder that cannot be used."""
 
 
-def train(config: Config | str | Path, overrides: tuple[str, ...] = (), *, resume: bool = False) -> Path:
-    """Train as ``config`` says (a :class:`Config` or a YAML path) and return the run folder.
+@dataclass
+class Run:
+    """What :func:`setup` builds and the loop of :func:`train` uses."""
 
-    With ``resume``, ``config`` may be the run folder: training continues from its newest
-    complete checkpoint with the configuration saved there.
-    """
+    config: Config
+    run_dir: Path
+    accelerator: Any
+    model: nn.Module  # as Accelerate prepared it: DDP-wrapped on several processes
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    ema: EMA | None
+    loss_fn: nn.Module
+    batches: TrainingBatches
+    loader: DataLoader
+    val_set: PairedImageDataset | None
+    best: dict
+    start_step: int
+    total_steps: int
+    steps_per_epoch: int
+    unit: int  # steps per unit of val_every/checkpoint_every: 1 (iterations) or steps_per_epoch (epochs)
+    log: _Log
+    progress: Any
+
+
+def setup(config: Config | str | Path, overrides: tuple[str, ...] = (), *, resume: bool = False) -> Run:
+    """Read the config, check the run folder, build data, model, optimizer, schedule, EMA and loss,
+    restore them from the newest checkpoint when resuming, and hand them to Accelerate."""
     from accelerate import Accelerator
     from accelerate.utils import set_seed
 
@@ -81,8 +103,7 @@ def train(config: Config | str | Path, overrides: tuple[str, ...] = (), *, resum
             data.val_input, data.val_target, by=data.pair_by, workers=max(data.workers, 1), center_crop=data.val_crop
         )
 
-    name, model_config = config.model.name, dict(config.model.config)
-    model = create_model(name, **model_config)
+    model = create_model(config.model.name, **config.model.config)
     if config.model.init is not None:
         load_checkpoint(config.model.init, model=model)
         model.train()
@@ -92,14 +113,13 @@ def train(config: Config | str | Path, overrides: tuple[str, ...] = (), *, resum
     loss_fn = build_loss(config.loss.name, edge_weight=config.loss.edge_weight, fft_weight=config.loss.fft_weight)
     best = {"psnr": -math.inf, "step": None, "stale": 0}
     if start_step:
-        state = checkpoints.load_checkpoint_state(run_dir, start_step, model, ema.model if ema else None)
+        state = run_state.load_checkpoint_state(run_dir, start_step, model, ema.model if ema else None)
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         best = state["best"]
-        checkpoints.restore_rng_states(state["rng"])
+        run_state.restore_rng_states(state["rng"])
 
     model, optimizer = accelerator.prepare(model, optimizer)
-    loss_fn = loss_fn.to(accelerator.device)
     batches = TrainingBatches(
         len(train_set), global_batch=cfg.batch_size, device_batch=device_batch, total_steps=total_steps,
         seed=cfg.seed, rank=rank, world=world, start_step=start_step,
@@ -107,110 +127,124 @@ def train(config: Config | str | Path, overrides: tuple[str, ...] = (), *, resum
     loader = DataLoader(
         train_set, batch_sampler=batches, num_workers=data.workers, pin_memory=accelerator.device.type == "cuda"
     )
-    log = _Log(run_dir, main, cfg.tensorboard)
-    progress = _progress(main and cfg.progress_bar, start_step, total_steps)
-    last_saved = start_step or None
-    micro_batches = iter(loader)
+    return Run(
+        config, run_dir, accelerator, model, optimizer, scheduler, ema, loss_fn.to(accelerator.device), batches,
+        loader, val_set, best, start_step, total_steps, steps_per_epoch, unit,
+        log=_Log(run_dir, main, cfg.tensorboard), progress=_progress(main and cfg.progress_bar, start_step, total_steps),
+    )
+
+
+def train(config: Config | str | Path, overrides: tuple[str, ...] = (), *, resume: bool = False) -> Path:
+    """Train as ``config`` says (a :class:`Config` or a YAML path) and return the run folder.
+
+    With ``resume``, ``config`` may be the run folder: training continues from its newest
+    complete checkpoint with the configuration saved there.
+    """
+    run = setup(config, overrides, resume=resume)
+    cfg, accelerator, model, optimizer = run.config.train, run.accelerator, run.model, run.optimizer
+    last_saved = run.start_step or None
+    micro_batches = iter(run.loader)
     model.train()
     tic = time.perf_counter()
-    stopping = False
-    for step in range(start_step, total_steps):
+    for step in range(run.start_step, run.total_steps):
+        # Each process takes its share of the recipe's global batch in micro-batches. Dividing
+        # each loss by their number makes the accumulated gradient the mean over the global
+        # batch, as one step on the whole batch would give.
         total = torch.zeros((), device=accelerator.device)
-        for micro in range(batches.accumulation):
+        for micro in range(run.batches.accumulation):
             batch = next(micro_batches)
             rainy, clean = batch["rainy"].to(accelerator.device), batch["clean"].to(accelerator.device)
-            last = micro == batches.accumulation - 1
+            # DDP averages gradients across processes once, after the last micro-batch.
+            last = micro == run.batches.accumulation - 1
             with accelerator.no_sync(model) if not last else contextlib.nullcontext():
                 with accelerator.autocast():
-                    loss = loss_fn(model(rainy), clean) / batches.accumulation
+                    loss = run.loss_fn(model(rainy), clean) / run.batches.accumulation
                 accelerator.backward(loss)
             total += loss.detach()
         total = accelerator.reduce(total, reduction="mean")
         if not torch.isfinite(total):
-            where = (
-                checkpoints.checkpoint_paths(run_dir, last_saved)["weights"] if last_saved else "none (no checkpoint yet)"
-            )
-            raise TrainingError(
-                f"loss is {total.item()} at step {step + 1}; training stopped. Last good checkpoint: {where}"
-            )
-        if config.optim.grad_clip is not None:
-            accelerator.clip_grad_norm_(model.parameters(), config.optim.grad_clip)
+            where = run_state.checkpoint_paths(run.run_dir, last_saved)["weights"] if last_saved else "none (no checkpoint yet)"
+            raise TrainingError(f"loss is {total.item()} at step {step + 1}; training stopped. Last good checkpoint: {where}")
+        if run.config.optim.grad_clip is not None:
+            accelerator.clip_grad_norm_(model.parameters(), run.config.optim.grad_clip)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        lr = scheduler.get_last_lr()[0]
-        scheduler.step()
-        if ema is not None:
-            ema.update(accelerator.unwrap_model(model))
+        lr = run.scheduler.get_last_lr()[0]
+        run.scheduler.step()
+        if run.ema is not None:
+            run.ema.update(accelerator.unwrap_model(model))
         done = step + 1
-        progress.update(1)
-        progress.set_postfix(loss=f"{total.item():.4f}", lr=f"{lr:.2e}", refresh=False)
-        if done % cfg.log_every == 0 or done == total_steps:
+        run.progress.update(1)
+        run.progress.set_postfix(loss=f"{total.item():.4f}", lr=f"{lr:.2e}", refresh=False)
+        if done % cfg.log_every == 0 or done == run.total_steps:
             elapsed, tic = time.perf_counter() - tic, time.perf_counter()
-            log.write(step=done, epoch=step // steps_per_epoch + 1, loss=total.item(), lr=lr, seconds=elapsed)
-        if val_set is not None and (done % (cfg.val_every * unit) == 0 or done == total_steps):
-            if main:
-                scored = ema.model if ema is not None else accelerator.unwrap_model(model)
-                psnr, ssim = validate(scored, val_set, model_card(name).size_multiple)
-                log.write(step=done, val_psnr=psnr, val_ssim=ssim)
-                if psnr > best["psnr"]:
-                    best = {"psnr": psnr, "ssim": ssim, "step": done, "stale": 0}
-                    save_weights(run_dir / "best.pth", scored, name, model_config)
-                else:
-                    best["stale"] = best.get("stale", 0) + 1
-                if cfg.early_stop_patience is not None and best["stale"] >= cfg.early_stop_patience:
-                    log.write(step=done, early_stop=f"{best['stale']} validations without a new best "
-                              f"(best {best['psnr']:.4f} dB at step {best['step']})")
-                    accelerator.set_trigger()
-            accelerator.wait_for_everyone()
-            stopping = accelerator.check_trigger()  # every process learns the main one's decision
-        if done % (cfg.checkpoint_every * unit) == 0 or done == total_steps or stopping:
-            if main:
-                checkpoints.save_checkpoint(
-                    run_dir, done, accelerator.unwrap_model(model), name, model_config,
-                    {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "best": best},
-                    ema=ema.model if ema is not None else None, keep_last=cfg.keep_last,
-                )
+            run.log.write(step=done, epoch=step // run.steps_per_epoch + 1, loss=total.item(), lr=lr, seconds=elapsed)
+        stopping = False
+        if run.val_set is not None and (done % (cfg.val_every * run.unit) == 0 or done == run.total_steps):
+            stopping = _validate_and_decide(run, done)
+        if done % (cfg.checkpoint_every * run.unit) == 0 or done == run.total_steps or stopping:
+            _save_checkpoint(run, done)
             last_saved = done
-            accelerator.wait_for_everyone()
         if stopping:
             break
-    progress.close()
-    log.close()
+    run.progress.close()
+    run.log.close()
     accelerator.end_training()
-    return run_dir
+    return run.run_dir
 
 
-@torch.no_grad()
-def validate(model: nn.Module, dataset: PairedImageDataset, multiple: int) -> tuple[float, float]:
-    """Mean PSNR/SSIM over ``dataset`` with the ``rain100`` MATLAB protocol (Y channel, uint8)."""
-    from ..metrics import psnr_ssim_matlab
+def _validate_and_decide(run: Run, done: int) -> bool:
+    """Validate, keep ``best.pth``, and return whether every process stops early.
 
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    scores = []
-    for index in range(len(dataset)):
-        item = dataset[index]
-        rainy = item["rainy"][None].to(device)
-        height, width = rainy.shape[-2:]
-        if height % multiple or width % multiple:
-            from ..inference import pad_to_multiple
+    Validation runs on the main process only: whole images through one unwrapped model, with
+    nothing to average across processes; the others wait at the barrier. The stop decision is
+    shared right after it, the only time it can change, so the collective runs once per
+    validation instead of once per step.
+    """
+    accelerator, cfg = run.accelerator, run.config.train
+    if accelerator.is_main_process:
+        scored = run.ema.model if run.ema is not None else accelerator.unwrap_model(run.model)
+        psnr, ssim = validate(scored, run.val_set)
+        run.log.write(step=done, val_psnr=psnr, val_ssim=ssim)
+        if psnr > run.best["psnr"]:
+            run.best = {"psnr": psnr, "ssim": ssim, "step": done, "stale": 0}
+            save_weights(run.run_dir / "best.pth", scored, run.config.model.name, dict(run.config.model.config))
+        else:
+            run.best["stale"] = run.best.get("stale", 0) + 1
+        if cfg.early_stop_patience is not None and run.best["stale"] >= cfg.early_stop_patience:
+            run.log.write(step=done, early_stop=f"{run.best['stale']} validations without a new best "
+                          f"(best {run.best['psnr']:.4f} dB at step {run.best['step']})")
+            accelerator.set_trigger()
+    accelerator.wait_for_everyone()
+    return accelerator.check_trigger()  # every process learns the main one's decision
 
-            rainy, _ = pad_to_multiple(rainy, multiple)
-        restored = model(rainy)
-        restored = restored if isinstance(restored, torch.Tensor) else restored[0]
-        scores.append(psnr_ssim_matlab(_uint8(restored[0, :, :height, :width]), _uint8(item["clean"]), protocol="rain100"))
-    model.train(was_training)
-    return float(np.mean([p for p, _ in scores])), float(np.mean([s for _, s in scores]))
+
+def _save_checkpoint(run: Run, done: int) -> None:
+    """Weights and training state of step ``done``, written by the main process; all wait for it."""
+    accelerator = run.accelerator
+    if accelerator.is_main_process:
+        run_state.save_checkpoint(
+            run.run_dir, done, accelerator.unwrap_model(run.model), run.config.model.name, dict(run.config.model.config),
+            {"optimizer": run.optimizer.state_dict(), "scheduler": run.scheduler.state_dict(), "best": run.best},
+            ema=run.ema.model if run.ema is not None else None, keep_last=run.config.train.keep_last,
+        )
+    accelerator.wait_for_everyone()
 
 
-def _uint8(image: torch.Tensor) -> np.ndarray:
-    return (image.float().clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
+def validate(model: nn.Module, dataset: PairedImageDataset) -> tuple[float, float]:
+    """Mean PSNR/SSIM over ``dataset`` with the ``rain100`` MATLAB protocol (Y channel, uint8),
+    whole images as :func:`derain.evaluate` runs them."""
+    pairs = ((item["name"], item["rainy"], item["clean"]) for item in map(dataset.__getitem__, range(len(dataset))))
+    evaluation = evaluate(model, pairs, tile=None)
+    if evaluation.failures:
+        raise TrainingError(f"validation failed on {evaluation.failures[0][0]}: {evaluation.failures[0][1]}")
+    means = evaluation.summary()
+    return means["psnr"]["mean"], means["ssim"]["mean"]
 
 
 def _prepare_run_dir(run_dir: Path, config: Config, resume: bool, main: bool) -> int:
     """Create or check the run folder; return the step to start from."""
-    start = checkpoints.latest_checkpoint(run_dir)
+    start = run_state.latest_checkpoint(run_dir)
     if resume:
         if start is None:
             raise TrainingError(f"--resume: {run_dir} holds no complete checkpoint to resume from")
@@ -236,14 +270,7 @@ def _build_optimizer(config: Config, model: nn.Module) -> torch.optim.Optimizer:
 
 
 def _build_scheduler(config: Config, optimizer, steps_per_epoch: int, total_steps: int):
-    schedule = config.schedule
-    if schedule.name == "cosine_restart_cyclic":
-        return CosineAnnealingRestartCyclicLR(optimizer, schedule.periods, schedule.restart_weights, schedule.eta_mins)
-    if schedule.name == "warmup_cosine":
-        return WarmupCosineLR(
-            optimizer, steps_per_epoch, config.train.epochs, schedule.warmup_epochs, schedule.eta_min
-        )
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+    return SCHEDULES[config.schedule.name](optimizer, config.schedule, steps_per_epoch, config.train.epochs)
 
 
 def _progress(enabled: bool, start: int, total: int):

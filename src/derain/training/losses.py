@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -105,12 +105,17 @@ class MultiScaleL1FFTLoss(nn.Module):
         return spatial + self.fft_weight * frequency
 
 
+# ``loss.name`` of a training config -> the loss built from the config's weights; the config's
+# allowed values are these keys
+LOSSES: dict[str, Callable[[float, float], nn.Module]] = {
+    "l1": lambda edge_weight, fft_weight: L1Loss(),
+    "charbonnier_edge": lambda edge_weight, fft_weight: CharbonnierEdgeLoss(edge_weight),
+    "multiscale_l1_fft": lambda edge_weight, fft_weight: MultiScaleL1FFTLoss(fft_weight),
+}
+
+
 def build_loss(name: str, *, edge_weight: float = 0.05, fft_weight: float = 0.1) -> nn.Module:
     """The loss called ``name`` in a training config (``loss.name``)."""
-    if name == "l1":
-        return L1Loss()
-    if name == "charbonnier_edge":
-        return CharbonnierEdgeLoss(edge_weight)
-    if name == "multiscale_l1_fft":
-        return MultiScaleL1FFTLoss(fft_weight)
-    raise ValueError(f"unknown loss {name!r}; known: l1, charbonnier_edge, multiscale_l1_fft")
+    if name not in LOSSES:
+        raise ValueError(f"unknown loss {name!r}; known: {', '.join(LOSSES)}")
+    return LOSSES[name](edge_weight, fft_weight)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import bisect
 import math
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 from torch.optim.lr_scheduler import LRScheduler
@@ -88,3 +88,18 @@ class WarmupCosineLR(LRScheduler):
             return [base * epoch / self.warmup_epochs for base in self.base_lrs]
         t = epoch - self.warmup_epochs - 1
         return [_cosine(base, self.eta_min, t, self.epochs - self.warmup_epochs) for base in self.base_lrs]
+
+
+# ``schedule.name`` of a training config -> (optimizer, schedule config, steps per epoch, epochs)
+# -> the scheduler, stepped once per iteration; the config's allowed values are these keys
+SCHEDULES: dict[str, Callable[[torch.optim.Optimizer, Any, int, "int | None"], LRScheduler]] = {
+    "cosine_restart_cyclic": lambda optimizer, schedule, steps_per_epoch, epochs: CosineAnnealingRestartCyclicLR(
+        optimizer, schedule.periods, schedule.restart_weights, schedule.eta_mins
+    ),
+    "warmup_cosine": lambda optimizer, schedule, steps_per_epoch, epochs: WarmupCosineLR(
+        optimizer, steps_per_epoch, epochs, schedule.warmup_epochs, schedule.eta_min
+    ),
+    "constant": lambda optimizer, schedule, steps_per_epoch, epochs: torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda _: 1.0
+    ),
+}

@@ -1,4 +1,4 @@
-"""Checkpoints of a run folder: weights that official tools read, and the training state beside them.
+"""Checkpoints of a run folder (named apart from :mod:`derain.checkpoint`, which reads published weight files): weights that official tools read, and the training state beside them.
 
 ``checkpoints/step_00001000.pth`` holds the weights in the BasicSR layout ``{"params": ...}``
 written by :func:`derain.save_weights` (plus ``.ema.pth`` when EMA is on), and
