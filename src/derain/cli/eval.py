@@ -23,8 +23,13 @@ def register(subparsers) -> None:
             "Without --clean: the no-reference NIQE and BRISQUE."
         ),
     )
-    parser.add_argument("--restored", required=True, type=Path, help="folder of restored images")
-    parser.add_argument("--clean", type=Path, help="folder of clean (ground-truth) images")
+    parser.add_argument("--restored", required=True, type=Path, help="folder of restored images, or a video")
+    parser.add_argument("--clean", type=Path, help="folder of clean (ground-truth) images, or a video")
+    parser.add_argument(
+        "--video", action="store_true",
+        help="frame folders are videos: per-frame PSNR/SSIM beside the warping error (flicker) "
+        "between consecutive frames; implied when --restored is a file",
+    )
     parser.add_argument("--protocol", choices=PROTOCOLS, default="rain100", help="paper protocol (default: rain100)")
     parser.add_argument(
         "--metrics", nargs="+", choices=METRICS, metavar="METRIC",
@@ -51,19 +56,27 @@ def _write_csv(path: Path, evaluation) -> None:
 def _print_table(summary: dict, images: int, failures: int) -> None:
     print(f"{'metric':<10}{'mean':>14}{'count':>8}{'no value':>10}")
     for metric, stats in summary.items():
-        mean = format_value(stats["mean"]) or "no value"
+        mean = format_value(stats["mean"], 6 if metric == "warping" else 4) or "no value"
         print(f"{metric:<10}{mean:>14}{stats['count']:>8}{stats['no_value']:>10}")
     print(f"{images} image(s) evaluated, {failures} failed")
 
 
+def _evaluate(args: argparse.Namespace):
+    if args.video or args.restored.is_file():
+        from ..metrics.temporal import evaluate_video
+
+        return evaluate_video(args.restored, args.clean, protocol=args.protocol)
+    return evaluate_folders(
+        args.restored, args.clean, protocol=args.protocol,
+        metrics=tuple(args.metrics) if args.metrics else None,
+    by=args.pairing, workers=args.workers, progress=not args.no_progress,
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     try:
-        evaluation = evaluate_folders(
-            args.restored, args.clean, protocol=args.protocol,
-            metrics=tuple(args.metrics) if args.metrics else None,
-            by=args.pairing, workers=args.workers, progress=not args.no_progress,
-        )
-    except (PairingError, ValueError) as err:
+        evaluation = _evaluate(args)
+    except (PairingError, ValueError) as err:  # VideoError is a ValueError
         print(f"derain eval: {err}", file=sys.stderr)
         return 2
     for name, reason in evaluation.failures:
