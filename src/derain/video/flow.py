@@ -17,11 +17,11 @@ def optical_flow(target: np.ndarray, source: np.ndarray) -> np.ndarray:
     return dis.calc(_gray(target), _gray(source), None)
 
 
-def warp(source: np.ndarray, flow: np.ndarray) -> np.ndarray:
-    """``source`` (H, W, C) sampled at x + flow(x), bilinear; the dtype is kept."""
+def warp(source: np.ndarray, flow: np.ndarray, interpolation: int = cv2.INTER_LINEAR) -> np.ndarray:
+    """``source`` (H, W, C) sampled at x + flow(x) (bilinear by default); the dtype is kept."""
     height, width = flow.shape[:2]
     grid_y, grid_x = np.mgrid[0:height, 0:width].astype(np.float32)
-    return cv2.remap(source, grid_x + flow[..., 0], grid_y + flow[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return cv2.remap(source, grid_x + flow[..., 0], grid_y + flow[..., 1], interpolation, borderMode=cv2.BORDER_REPLICATE)
 
 
 def visible_mask(flow_forward: np.ndarray, flow_backward: np.ndarray) -> np.ndarray:
@@ -41,7 +41,14 @@ def visible_mask(flow_forward: np.ndarray, flow_backward: np.ndarray) -> np.ndar
     return (mismatch < bound) & inside
 
 
-def align(target: np.ndarray, source: np.ndarray, guide_target: np.ndarray | None = None, guide_source: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def align(
+    target: np.ndarray,
+    source: np.ndarray,
+    guide_target: np.ndarray | None = None,
+    guide_source: np.ndarray | None = None,
+    *,
+    interpolation: int = cv2.INTER_LINEAR,
+) -> tuple[np.ndarray, np.ndarray]:
     """``source`` warped onto ``target`` and the mask of pixels visible in both.
 
     The flow is measured on the guides (default: the frames themselves), e.g. on clean frames
@@ -51,7 +58,7 @@ def align(target: np.ndarray, source: np.ndarray, guide_target: np.ndarray | Non
     guide_source = source if guide_source is None else guide_source
     forward = optical_flow(guide_target, guide_source)
     backward = optical_flow(guide_source, guide_target)
-    return warp(source, forward), visible_mask(forward, backward)
+    return warp(source, forward, interpolation), visible_mask(forward, backward)
 
 
 def _gray(image: np.ndarray) -> np.ndarray:
