@@ -13,7 +13,7 @@ pytest.importorskip("cv2")
 from derain.cli.main import main  # noqa: E402
 from derain.data.synth import render_rain, sample_params  # noqa: E402
 from derain.data.synth_video import CameraMotion, _FallingLayer, rainy_clip  # noqa: E402
-from derain.imageio import read_image  # noqa: E402
+from derain.imageio import read_image, write_image  # noqa: E402
 from derain.metrics.temporal import warping_errors  # noqa: E402
 from derain.video import TemporalFusion  # noqa: E402
 from derain.video.io import VideoReader  # noqa: E402
@@ -104,3 +104,11 @@ def test_synth_video_and_eval_commands(tmp_path, capsys):
     assert "warping" in capsys.readouterr().out
     header = (tmp_path / "self" / "metrics.csv").read_text().splitlines()[0]
     assert header == "name,warping"
+
+
+def test_eval_of_a_video_refuses_image_metrics(tmp_path, capsys):
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    write_image(frames / "a.png", np.zeros((8, 8, 3), np.uint8))
+    assert main(["eval", "--restored", str(frames), "--video", "--metrics", "niqe", "--out", str(tmp_path)]) == 2
+    assert "--metrics chooses among image metrics" in capsys.readouterr().err

@@ -63,13 +63,17 @@ def _print_table(summary: dict, images: int, failures: int) -> None:
 
 def _evaluate(args: argparse.Namespace):
     if args.video or args.restored.is_file():
-        from ..metrics.temporal import evaluate_video
-
+        if args.metrics:
+            raise ValueError("--metrics chooses among image metrics; a video gets PSNR, SSIM and the warping error")
+        try:
+            from ..metrics.temporal import evaluate_video
+        except ImportError as err:
+            raise ValueError(f"{err.name} is missing for video evaluation; pip install 'derain[video]'") from None
         return evaluate_video(args.restored, args.clean, protocol=args.protocol)
     return evaluate_folders(
         args.restored, args.clean, protocol=args.protocol,
         metrics=tuple(args.metrics) if args.metrics else None,
-    by=args.pairing, workers=args.workers, progress=not args.no_progress,
+        by=args.pairing, workers=args.workers, progress=not args.no_progress,
     )
 
 
