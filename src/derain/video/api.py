@@ -49,7 +49,7 @@ def derain_video(
     started = time.perf_counter()
     with VideoReader(source, fps=fps) as reader:
         with open_writer(target, reader.info, reader.audio, codec=codec, crf=crf, overwrite=overwrite) as writer:
-            bar = tqdm(total=reader.info.frames, unit="frame", desc=Path(source).name, disable=not progress or None)
+            bar = tqdm(total=reader.info.expected_frames(), unit="frame", desc=Path(source).name, disable=not progress or None)
             count = 0
             with bar:
                 for frame in reader.frames(on_audio=writer.mux_audio):

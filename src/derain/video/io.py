@@ -70,6 +70,13 @@ class VideoInfo:
     colorspace: int = 2  # unspecified
     color_primaries: int = 2
     color_trc: int = 2
+    seconds: Fraction | None = None  # the duration the container declares
+
+    def expected_frames(self) -> int | None:
+        """The declared frame count, else one estimated from the duration (for progress bars)."""
+        if self.frames:
+            return self.frames
+        return round(self.seconds * self.rate) if self.seconds else None
 
 
 def is_frame_folder(path: Path) -> bool:
@@ -100,6 +107,14 @@ class VideoReader:
             return
         if not self.path.is_file():
             raise VideoError(f"{self.path}: no such file or folder")
+        self._open()
+        try:
+            self.info = self._probe()
+        finally:
+            self._container.close()
+        self._open()  # from the start again: seeking back is not possible in every stream
+
+    def _open(self) -> None:
         try:
             self._container = av.open(str(self.path))
         except av.FFmpegError as err:
@@ -111,7 +126,6 @@ class VideoReader:
         self._stream = self._container.streams.video[0]
         self._stream.thread_type = "AUTO"
         self.audio = list(self._container.streams.audio)
-        self.info = self._probe()
 
     def _probe(self) -> VideoInfo:
         """The stream's facts; rotation and colour are read from the first frame, where FFmpeg puts them."""
@@ -121,7 +135,6 @@ class VideoReader:
         except (StopIteration, av.FFmpegError) as err:
             reason = "it holds no decodable frame" if isinstance(err, StopIteration) else _reason(err)
             raise VideoError(f"{self.path}: the video stream cannot be decoded ({reason})") from None
-        self._container.seek(0)  # rewind for frames()
         rate = stream.average_rate or stream.guessed_rate or DEFAULT_FPS
         return VideoInfo(
             width=context.width,
@@ -136,6 +149,7 @@ class VideoReader:
             colorspace=int(first.colorspace),
             color_primaries=int(first.color_primaries),
             color_trc=int(first.color_trc),
+            seconds=_duration(stream, self._container),
         )
 
     def _read_file(self, path: Path) -> np.ndarray:
@@ -359,6 +373,12 @@ def _is_video_encoder(name: str) -> bool:
         return av.Codec(name, "w").type == "video"
     except av.codec.codec.UnknownCodecError:
         return False
+
+
+def _duration(stream, container) -> Fraction | None:
+    if stream.duration:
+        return stream.duration * Fraction(stream.time_base)
+    return Fraction(container.duration, av.time_base) if container.duration else None
 
 
 def _reason(err: av.FFmpegError) -> str:
