@@ -193,3 +193,24 @@ def test_existing_output_needs_overwrite(tmp_path, capsys, tiny_model):
     assert out.read_bytes() == b"keep me"
     with pytest.raises(VideoError, match="exists"):
         derain_video(CLIP, out, unchanged, progress=False)
+
+
+def test_interrupted_run_leaves_nothing(tmp_path):
+    for target in ("out.mp4", "frames"):
+        frames = iter(range(5))
+
+        def interrupted(image):
+            if next(frames, None) is None:
+                raise KeyboardInterrupt
+            return image
+
+        with pytest.raises(KeyboardInterrupt):
+            derain_video(CLIP, tmp_path / target, interrupted, progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unknown_suffix_and_bad_temporal_window(tmp_path, capsys, tiny_model):
+    code, err = run_bad([str(CLIP), "-o", str(tmp_path / "out.xyz")], capsys)
+    assert code == 1 and "out.xyz: unknown video suffix '.xyz'" in err
+    code, err = run_bad([str(CLIP), "-o", str(tmp_path / "out.mp4"), "--temporal", "-1"], capsys)
+    assert code == 1 and "temporal must be >= 0 (0: off), got -1" in err

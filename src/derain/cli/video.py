@@ -58,8 +58,11 @@ def run(args: argparse.Namespace) -> int:
     except TruncatedVideoError as err:
         print(f"derain video: error: {err}; {args.output} not written", file=sys.stderr)
         return 1
-    except (VideoError, OSError) as err:
+    except VideoError as err:
         print(f"derain video: error: {err}", file=sys.stderr)
+        return 1
+    except (ValueError, OSError, RuntimeError) as err:  # RuntimeError: out of memory on the device
+        print(f"derain video: error: {args.input}: {err}", file=sys.stderr)
         return 1
     print(f"{args.output}: {result.frames} frame(s) in {result.seconds:.1f} s ({result.frames / result.seconds:.2f} frames/s)", file=sys.stderr)
     return 0

@@ -44,6 +44,8 @@ def derain_video(
         TruncatedVideoError: the input broke off; the frames before the break were derained
             but ``target`` is not written.
     """
+    if temporal < 0:
+        raise ValueError(f"temporal must be >= 0 (0: off), got {temporal}")
     derainer = derainer or Deraining()
     fuse = TemporalFusion(temporal) if temporal else None
     started = time.perf_counter()
