@@ -12,7 +12,6 @@ from ..data.layouts import LAYOUTS, check_pairs, import_layout, read_layout
 from ..data.pairing import PairingError
 from ..data.photos import CorpusError, build_corpus
 from ..data.synth import PRESETS
-from ..imageio import ImageReadError
 
 EXAMPLES = 3
 
@@ -125,7 +124,7 @@ def run_synth_video(args: argparse.Namespace) -> int:
             args.photo, args.out, args.clean, frames=args.frames, width=width, height=height, fps=args.fps,
             preset=args.preset, seed=args.seed, motion=CameraMotion(tuple(args.pan), args.zoom), overwrite=args.overwrite,
         )
-    except (ImageReadError, VideoError) as error:
+    except VideoError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     print(f"{args.out}: {args.frames} frames of {args.preset} rain" + (f"; clean frames in {args.clean}" if args.clean else ""))

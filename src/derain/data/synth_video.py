@@ -21,8 +21,7 @@ import numpy as np
 from PIL import Image
 from scipy.signal import fftconvolve
 
-from ..imageio import read_image, to_uint8
-from ..video.io import Frame, VideoInfo, open_writer
+from ..video.io import Frame, VideoInfo, frame_name, open_writer, read_rgb8
 from .synth import RainParams, StreakLayer, _seed_count, composite, sample_params, streak_kernel
 
 
@@ -133,14 +132,13 @@ def write_rainy_clip(
 ) -> None:
     """Write :func:`rainy_clip` of the image file ``photo`` as a video or frame folder, and its
     clean frames too where ``clean_target`` is given; ``rain``: ``preset``, ``seed``, ``motion``."""
-    image = to_uint8(read_image(photo))
-    image = np.repeat(image[..., None], 3, axis=2) if image.ndim == 2 else np.ascontiguousarray(image[..., :3])
+    image = read_rgb8(photo)
     info = VideoInfo(width, height, frames, Fraction(fps), 1 / Fraction(fps))
     with contextlib.ExitStack() as stack:
         rainy_writer = stack.enter_context(open_writer(rainy_target, info, overwrite=overwrite))
         clean_writer = stack.enter_context(open_writer(clean_target, info, overwrite=overwrite)) if clean_target else None
         for index, (clean, rainy) in enumerate(rainy_clip(image, frames, height=height, width=width, **rain)):
-            frame = Frame(rainy, index, info.time_base, f"frame_{index + 1:06d}")
+            frame = Frame(rainy, index, info.time_base, frame_name(index))
             rainy_writer.write(rainy, frame)
             if clean_writer:
                 clean_writer.write(clean, frame)

@@ -79,6 +79,22 @@ class VideoInfo:
         return round(self.seconds * self.rate) if self.seconds else None
 
 
+def frame_name(index: int) -> str:
+    """The file stem of frame ``index`` (from 0) where the source gives no name: frame_000001..."""
+    return f"frame_{index + 1:06d}"
+
+
+def read_rgb8(path: str | os.PathLike) -> np.ndarray:
+    """An image file as RGB uint8 (H, W, 3): gray repeated, alpha dropped, 16 bits rounded."""
+    try:
+        image = to_uint8(read_image(path))
+    except ImageReadError as err:
+        raise VideoError(str(err)) from None
+    if image.ndim == 2:
+        image = np.repeat(image[..., None], 3, axis=2)
+    return np.ascontiguousarray(image[..., :3])
+
+
 def is_frame_folder(path: Path) -> bool:
     return path.is_dir() or (not path.exists() and path.suffix == "")
 
@@ -101,7 +117,7 @@ class VideoReader:
             )
             if not self._files:
                 raise VideoError(f"{self.path}: a folder without images ({', '.join(sorted(IMAGE_SUFFIXES))})")
-            first = self._read_file(self._files[0])
+            first = read_rgb8(self._files[0])
             rate = Fraction(fps)
             self.info = VideoInfo(first.shape[1], first.shape[0], len(self._files), rate, 1 / rate)
             return
@@ -152,14 +168,6 @@ class VideoReader:
             seconds=_duration(stream, self._container),
         )
 
-    def _read_file(self, path: Path) -> np.ndarray:
-        try:
-            image = to_uint8(read_image(path))
-        except ImageReadError as err:
-            raise VideoError(str(err)) from None
-        if image.ndim == 2:
-            image = np.repeat(image[..., None], 3, axis=2)
-        return np.ascontiguousarray(image[..., :3])
 
     def frames(self, on_audio: Callable[[av.Packet], None] | None = None) -> Iterator[Frame]:
         """Yield every frame in presentation order.
@@ -183,7 +191,7 @@ class VideoReader:
                 for decoded in packet.decode():
                     pts = decoded.pts if decoded.pts is not None else round(index / self.info.rate / time_base)
                     image = decoded.to_ndarray(format="rgb24", src_color_range=decoded.color_range, dst_color_range="JPEG")
-                    yield Frame(image, pts, time_base, f"frame_{index + 1:06d}")
+                    yield Frame(image, pts, time_base, frame_name(index))
                     index += 1
         except av.FFmpegError as err:
             raise TruncatedVideoError(
@@ -200,7 +208,7 @@ class VideoReader:
     def _folder_frames(self) -> Iterator[Frame]:
         ticks = 0
         for path in self._files:
-            image = self._read_file(path)
+            image = read_rgb8(path)
             if image.shape[:2] != (self.info.height, self.info.width):
                 raise VideoError(
                     f"{path}: {image.shape[1]}x{image.shape[0]}, but the sequence's first frame "
