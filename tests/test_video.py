@@ -120,6 +120,16 @@ def test_frame_folder_round_trip(tmp_path):
             np.testing.assert_array_equal(decoded.image, original)
 
 
+def test_odd_sized_frames_encode_without_chroma_subsampling(tmp_path):
+    folder = tmp_path / "odd"
+    folder.mkdir()
+    for index in range(3):
+        write_image(folder / f"{index}.png", np.full((21, 31, 3), 40 * index, np.uint8))
+    derain_video(folder, tmp_path / "odd.mp4", unchanged, progress=False)
+    with VideoReader(tmp_path / "odd.mp4") as reader:
+        assert (reader.info.width, reader.info.height, reader.info.pix_fmt) == (31, 21, "yuv444p")
+
+
 @pytest.fixture
 def tiny_model(tmp_path, monkeypatch):
     install_tiny_pretrained(tmp_path / "pretrained", monkeypatch)

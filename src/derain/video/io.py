@@ -295,7 +295,7 @@ class VideoWriter:
             dst_color_range=self._info.color_range,
         )
         out.pts, out.time_base = frame.pts, frame.time_base
-        self._mux(self._video.encode(out))
+        self._encode(out)
 
     def mux_audio(self, packet: av.Packet) -> None:
         """Copy an input audio packet; a frame folder has no place for audio and drops it."""
@@ -306,12 +306,23 @@ class VideoWriter:
 
     def finish(self) -> None:
         if self._folder is None:
-            self._mux(self._video.encode(None))
+            self._encode(None)
             self._container.close()
 
     def abandon(self) -> None:
         if self._folder is None:
             self._container.close()
+
+    def _encode(self, frame: av.VideoFrame | None) -> None:
+        """Encode ``frame`` (``None``: flush the encoder) and mux its packets."""
+        try:
+            packets = self._video.encode(frame)
+        except av.FFmpegError as err:
+            raise VideoError(
+                f"{self.target}: the encoder {self._video.codec_context.name!r} refused the frames "
+                f"({self._info.width}x{self._info.height} {self._video.pix_fmt}): {_reason(err)}"
+            ) from None
+        self._mux(packets)
 
     def _mux(self, packets) -> None:
         try:
@@ -364,15 +375,16 @@ def open_writer(
 
 
 def _pixel_format(encoder: av.Codec, info: VideoInfo) -> str:
-    """The input's pixel format where the encoder takes it, else 4:2:0 (4:4:4 for odd sizes)."""
+    """The input's pixel format where the encoder takes it, else 4:2:0; 4:4:4 for odd sizes,
+    which chroma subsampling cannot halve (frame folders have any size)."""
     supported = {f.name for f in encoder.video_formats or ()}
-    wanted = (info.pix_fmt or "yuv420p").replace("yuvj", "yuv")  # yuvj*: full range, now a flag
-    if wanted in supported:
-        return wanted
     odd = info.width % 2 or info.height % 2
-    for fallback in (("yuv444p",) if odd else ()) + ("yuv420p", "yuv444p", "rgb24"):
-        if fallback in supported or not supported:
-            return fallback
+    wanted = (info.pix_fmt or "yuv420p").replace("yuvj", "yuv")  # yuvj: full range, now a flag
+    if odd and any(sub in wanted for sub in ("420", "422", "411", "410", "nv")):
+        wanted = "yuv444p"
+    for candidate in (wanted, "yuv420p", "yuv444p", "rgb24"):
+        if candidate in supported or not supported:
+            return candidate
     return sorted(supported)[0]
 
 
