@@ -28,7 +28,7 @@ from derain.pretrained import DEFAULT_TAG, PRESETS, PRETRAINED_DIR, save_pretrai
 from derain.training import load_config
 
 REPO = Path(__file__).resolve().parents[1]
-COMMAND = "OMP_NUM_THREADS=2 scripts/train_default.sh"
+COMMAND = "OMP_NUM_THREADS=2 scripts/train_derain_synth.sh"
 
 
 def trained_steps_and_seconds(run_dir: Path, checkpoint: Path) -> tuple[int, float]:
@@ -95,7 +95,7 @@ def main() -> None:
         "validated on the corpus's 8 val photos, never on derain-synth test",
         data_licence="derain-synth pairs are derivatives of the corpus photos and keep their licences",
         photo_licences=photo_licences(args.photos / "LICENSES.tsv"),
-        recipe="configs/default.yaml",
+        recipe="configs/derain-synth.yaml",
         command=COMMAND,
         steps=steps,
         wall_time_s=round(seconds, 1),

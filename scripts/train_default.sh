@@ -1,52 +1,45 @@
 #!/usr/bin/env bash
-# Train derain's shipped default model ("derain-synth") from configs/default.yaml: the exact
-# command behind src/derain/pretrained/derain-synth.*. Builds what is missing first (the photo
-# corpus, derain-synth, and validation pairs from the corpus's val photos), then trains; run it
-# again with the same RUN_DIR to resume from the newest checkpoint.
+# Train derain's default model ("derain-mixed") from configs/derain-mixed.yaml: the exact command
+# behind src/derain/pretrained/derain-mixed.*. Builds what is missing first (the photo corpus,
+# mixed-rain training pairs at three scales with scene variations, validation pairs from the
+# corpus's val photos), then trains; run it again with the same RUN_DIR to resume.
 #
-#   OMP_NUM_THREADS=2 scripts/train_default.sh                    # /work/corpus, /work/runs/default
-#   CORPUS=~/data RUN_DIR=~/runs/default scripts/train_default.sh
+#   OMP_NUM_THREADS=2 scripts/train_default.sh                   # ./corpus, ./runs/derain-mixed
+#   CORPUS=~/data RUN_DIR=~/runs/derain-mixed scripts/train_default.sh
 set -euo pipefail
 
-CORPUS=${CORPUS:-/work/corpus}
-RUN_DIR=${RUN_DIR:-/work/runs/default}
-CONFIG=$(dirname "$0")/../configs/default.yaml
-PRESETS=(light medium heavy)
+CORPUS=${CORPUS:-corpus}
+RUN_DIR=${RUN_DIR:-runs/derain-mixed}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+SCALES=(360 480 640)
 
 if [ ! -d "$CORPUS/photos" ]; then
     derain data photos --out "$CORPUS/photos"
 fi
-if [ ! -d "$CORPUS/derain-synth" ]; then
-    derain data synth-benchmark --photos "$CORPUS/photos" --out "$CORPUS/derain-synth"
-fi
-if [ ! -d "$CORPUS/derain-synth-val" ]; then
-    # as derain-synth's own pairs (short side 480, fixed seeds), from the val photos
-    python - "$CORPUS" <<'PY'
-import sys
-from pathlib import Path
-
-from derain.data.benchmark import BENCHMARK_SEED, BENCHMARK_SHORT_SIDE, make_pairs
-
-corpus = Path(sys.argv[1])
-for number, preset in enumerate(("light", "medium", "heavy")):
-    count = make_pairs(corpus / "photos" / "val", corpus / "derain-synth-val" / preset, preset=preset,
-                       seed=BENCHMARK_SEED + 100 + number, short_side=BENCHMARK_SHORT_SIDE)
-    print(f"{corpus}/derain-synth-val/{preset}: {count} pairs")
-PY
+for scale in "${SCALES[@]}"; do
+    if [ ! -d "$CORPUS/mixed-train/s$scale" ]; then
+        derain data synth --clean "$CORPUS/photos/train" --out "$CORPUS/mixed-train/s$scale" --preset mixed \
+            --per-image 6 --seed "$scale" --short-side "$scale" --vary-scenes
+    fi
+done
+if [ ! -d "$CORPUS/mixed-val" ]; then
+    derain data synth --clean "$CORPUS/photos/val" --out "$CORPUS/mixed-val" --preset mixed --per-image 3 \
+        --seed 7 --short-side 480
 fi
 
 if ls "$RUN_DIR"/checkpoints/step_*.state.pt >/dev/null 2>&1; then
     exec derain train --resume "$RUN_DIR"
 fi
-folders() {  # folders SPLIT SIDE -> [a, b, c] for --set
-    local split=$1 side=$2 list=()
-    for preset in "${PRESETS[@]}"; do list+=("$CORPUS/$split/$preset/$side"); done
+list() {  # list _ SIDE -> [a, b, c] for --set
+    local items=()
+    for scale in "${SCALES[@]}"; do items+=("$CORPUS/mixed-train/s$scale/$2"); done
     local IFS=,
-    echo "[${list[*]}]"
+    echo "[${items[*]}]"
 }
-exec derain train "$CONFIG" \
+exec derain train "$ROOT/configs/derain-mixed.yaml" \
     --set "train.run_dir=$RUN_DIR" \
-    --set "data.train_input=$(folders derain-synth/train input)" \
-    --set "data.train_target=$(folders derain-synth/train target)" \
-    --set "data.val_input=$(folders derain-synth-val input)" \
-    --set "data.val_target=$(folders derain-synth-val target)"
+    --set "model.init=$ROOT/src/derain/pretrained/derain-synth.safetensors" \
+    --set "data.train_input=$(list mixed-train input)" \
+    --set "data.train_target=$(list mixed-train target)" \
+    --set "data.val_input=$CORPUS/mixed-val/input" \
+    --set "data.val_target=$CORPUS/mixed-val/target"

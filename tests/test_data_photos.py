@@ -13,6 +13,7 @@ from PIL import Image
 
 from derain.data.benchmark import checksums, make_pairs, pair_seed
 from derain.data.photos import CorpusError, build_corpus, read_manifest, split_of
+from derain.data.synth import FAMILIES
 
 HEADER = "package\tversion\tpath_in_package\twidth\theight\tbytes\tsha256\tlicence\n"
 
@@ -73,5 +74,7 @@ def test_benchmark_pairs_are_reproducible_and_seeds_stable(tmp_path):
 def test_recorded_benchmark_checksums_cover_every_folder():
     lines = (Path(__file__).parents[1] / "data" / "derain-synth.sha256").read_text().splitlines()
     folders = {line.split("  ")[1].rsplit("/", 2)[0] for line in lines if "/input/" in line}
-    assert folders == {f"{split}/{preset}" for split in ("test", "train") for preset in ("light", "medium", "heavy")}
+    presets = {f"{split}/{preset}" for split in ("test", "train") for preset in ("light", "medium", "heavy")}
+    assert folders == presets | {f"families/{family}" for family in FAMILIES}
     assert sum("test/heavy/input/" in line for line in lines) == 8 and sum("train/heavy/input/" in line for line in lines) == 56
+    assert all(sum(f"families/{family}/input/" in line for line in lines) == 8 for family in FAMILIES)

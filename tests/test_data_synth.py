@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -104,8 +105,8 @@ def test_training_degradations_off_by_default_and_applied_when_asked():
 
 
 def test_unknown_preset_named():
-    with pytest.raises(ValueError, match="'drizzle'"):
-        synth.sample_params("drizzle", 0)
+    with pytest.raises(ValueError, match="'sleet'"):
+        synth.sample_params("sleet", 0)
 
 
 def run_cli(*argv: str) -> int:
@@ -131,3 +132,150 @@ def test_synth_command_writes_pairs_and_manifest(tmp_path):
         assert (tmp_path / "a" / "input" / name).read_bytes() == (tmp_path / "b" / "input" / name).read_bytes()
     assert run_cli("synth", "--clean", str(clean), "--out", str(tmp_path / "c"), "--preset", "light", "--seed", "5") == 0
     assert (tmp_path / "c" / "input" / names[0]).read_bytes() != (tmp_path / "a" / "input" / names[0]).read_bytes()
+
+
+# --- the rain families beyond the three presets ------------------------------------------------
+
+BENCHMARK_HEIGHT = synth.REFERENCE_HEIGHT
+
+
+@pytest.fixture(scope="module")
+def benchmark_sized(photos):
+    """The test photos at the 321-px height of Rain100/Rain200, where the README's figures were measured."""
+    from derain.data.benchmark import _resize_short_side
+
+    return [_resize_short_side(photo, BENCHMARK_HEIGHT) for photo in photos]
+
+
+def _median_statistics(photos, preset, seeds=range(3)):
+    rows = []
+    for photo in photos:
+        for seed in seeds:
+            rainy, target, _ = synth.synthesize(photo, preset, seed)
+            row = synth.rain_statistics(rainy, target) | synth.streak_statistics(rainy, target)
+            rows.append(row | {"angle": abs(row["angle"])})
+    return {key: float(np.median([row[key] for row in rows])) for key in rows[0]}
+
+
+@pytest.mark.parametrize("family", sorted(synth.FAMILY_RANGES))
+def test_benchmark_families_match_published_statistics(family, benchmark_sized):
+    stats = _median_statistics(benchmark_sized, family)
+    for key, (low, high) in synth.FAMILY_RANGES[family].items():
+        assert low <= stats[key] <= high, f"{family} {key}: median {stats[key]:.3f} outside [{low}, {high}]"
+    assert stats["darker"] == 0.0
+
+
+def test_families_differ_where_the_benchmarks_do(benchmark_sized):
+    heavy, jorder, ddn = (_median_statistics(benchmark_sized, name) for name in ("heavy", "jorder", "ddn"))
+    assert jorder["crossing"] > 3 * heavy["crossing"]  # an X pattern, not one base angle
+    assert jorder["mean_brightening"] > heavy["mean_brightening"] and jorder["offset"] > heavy["offset"]
+    assert ddn["width"] > jorder["width"] and ddn["length"] > 2 * jorder["length"]  # soft and long
+    assert ddn["angle"] < heavy["angle"]  # near vertical
+
+
+def test_streak_statistics_read_a_known_layer():
+    clean = np.full((321, 481, 3), 80, np.uint8)
+    layer = synth.StreakLayer(angle=20.0, length=0.15, width=1.5, density=0.01, amplitude=0.8, seed=3)
+    params = synth.RainParams("test", 0, (layer,), (1.0, 1.0, 1.0), 0.0, 0.85)
+    rainy = np.round(synth.composite(clean / 255, synth.render_rain(params, 321, 481), params) * 255).astype(np.uint8)
+    stats = synth.streak_statistics(rainy, clean)
+    assert stats["angle"] == pytest.approx(20, abs=1.5) and stats["crossing"] < 0.01
+    assert stats["length"] > 4 * stats["width"]
+    crossed = synth.RainParams("test", 0, (layer, synth.StreakLayer(-20.0, 0.15, 1.5, 0.01, 0.8, 4)), (1.0, 1.0, 1.0), 0.0, 0.85)
+    rainy = np.round(synth.composite(clean / 255, synth.render_rain(crossed, 321, 481), crossed) * 255).astype(np.uint8)
+    assert synth.streak_statistics(rainy, clean)["crossing"] > 0.3
+
+
+def test_original_presets_draw_and_render_as_before(photos):
+    # derain-synth must not change: the new components stay off and out of the manifest lines
+    for preset in synth.PRESETS:
+        params = synth.sample_params(preset, 21)
+        assert set(params.to_dict()) == {"preset", "seed", "layers", "tint", "veil", "veil_light"}
+        rainy, target, drawn = synth.synthesize(photos[2], preset, 21)
+        assert drawn == params and target is photos[2]
+        assert rainy.tobytes() == synth.add_rain(photos[2], preset, 21)[0].tobytes()
+    # the first draw of the heavy preset, as the generator has always made it
+    layer = synth.sample_params("heavy", 0).layers[0]
+    assert (round(layer.angle, 6), round(layer.length, 6)) == (-1.865956, 0.102479)
+
+
+@pytest.mark.parametrize("family", [*synth.FAMILIES, "mixed"])
+def test_every_family_is_deterministic_and_round_trips(family, photos):
+    rainy, target, params = synth.synthesize(photos[1], family, 5)
+    again, target_again, _ = synth.synthesize(photos[1], family, 5)
+    assert rainy.tobytes() == again.tobytes() and target.tobytes() == target_again.tobytes()
+    assert rainy.shape == target.shape == photos[1].shape and rainy.dtype == np.uint8
+    assert synth.RainParams.from_dict(json.loads(json.dumps(params.to_dict()))) == params
+    assert synth.synthesize(photos[1], family, 6)[0].tobytes() != rainy.tobytes()
+
+
+def _brightening(rainy, target):
+    return rainy.astype(np.float64).mean(axis=2) - target.astype(np.float64).mean(axis=2)
+
+
+def test_drops_are_soft_discs_through_which_the_scene_blurs(photos):
+    flat = np.full((240, 360, 3), 60, np.uint8)
+    params = replace(synth.sample_params("drops", 2), layers=())  # drops only
+    assert params.drops >= 1
+    rainy, target, _ = synth.render_pair(flat, params)
+    from scipy.ndimage import label
+
+    blobs, count = label(_brightening(rainy, target) > 8)
+    sizes = np.bincount(blobs.ravel())[1:]
+    assert 1 <= count <= params.drops and sizes.max() > np.pi * (0.03 * 240) ** 2 * 0.5  # discs, not specks
+    textured = np.ascontiguousarray(photos[0][:240, :240])
+    through_drops, _, _ = synth.render_pair(textured, params)
+    inside = (_brightening(synth.render_pair(flat[:, :240], params)[0], flat[:, :240]) > 8)[:, 1:]
+
+    def detail(image):  # horizontal pixel differences
+        return np.abs(np.diff(image.astype(np.float64), axis=1)).mean(axis=2)
+
+    assert detail(through_drops)[inside].mean() < 0.7 * detail(textured)[inside].mean()
+
+
+def test_splashes_land_on_the_lower_part(photos):
+    params = replace(synth.sample_params("splashes", 3), layers=())
+    rainy, target, _ = synth.render_pair(np.full((300, 400, 3), 50, np.uint8), params)
+    bright = _brightening(rainy, target) > 15
+    assert bright[: int(0.55 * 300)].sum() == 0 and bright[int(0.6 * 300) :].mean() > 0.01
+
+
+def test_night_darkens_the_scene_and_keeps_the_rain_bright(photos):
+    rainy, target, params = synth.synthesize(photos[1], "night", 4)
+    assert params.exposure < 0.5 and target.mean() < 0.5 * photos[1].mean()
+    assert np.percentile(_brightening(rainy, target), 99) > 60  # bright streaks on the dark scene
+
+
+def test_fog_thickens_towards_the_far_top(photos):
+    params = replace(synth.sample_params("fog", 8), layers=())
+    flat = np.full((240, 320, 3), 40, np.uint8)
+    rainy, target, _ = synth.render_pair(flat, params)
+    veil = _brightening(rainy, target)
+    assert params.fog > 0.3 and veil[:40].mean() > 2 * veil[-40:].mean() + 5
+
+
+def test_camera_adds_noise_and_compression_to_the_input_only(photos):
+    seed = next(s for s in range(50) if (c := synth.sample_params("camera", s).camera).jpeg_quality and c.noise > 0.01)
+    params = synth.sample_params("camera", seed)
+    rainy, target, _ = synth.render_pair(photos[3], params)
+    clean_render, _, _ = synth.render_pair(photos[3], replace(params, camera=None))
+    assert target is photos[3]
+    assert 1.0 < np.abs(rainy.astype(np.float64) - clean_render).mean() < 15
+
+
+def test_mixed_draws_every_family():
+    labels = {synth.sample_params("mixed", seed).preset for seed in range(300)}
+    assert labels == {f"mixed:{name}" for name in synth.MIXED_FAMILIES}
+
+
+def test_synth_command_takes_the_families(tmp_path):
+    clean = tmp_path / "clean"
+    clean.mkdir()
+    Image.open(PHOTOS[0]).save(clean / "photo.0001.png")
+    assert run_cli("synth", "--clean", str(clean), "--out", str(tmp_path / "out"), "--preset", "mixed", "--per-image", "3", "--vary-scenes", "--short-side", "200") == 0
+    lines = [json.loads(line) for line in (tmp_path / "out" / "rain.jsonl").read_text().splitlines()]
+    assert len(lines) == 3 and all(line["label"].startswith("mixed:") and "gain" in line for line in lines)
+    for line in lines:
+        rainy = np.asarray(Image.open(tmp_path / "out" / "input" / f"{line['name']}.png"))
+        target = np.asarray(Image.open(tmp_path / "out" / "target" / f"{line['name']}.png"))
+        assert rainy.shape == target.shape and min(target.shape[:2]) <= 200

@@ -11,7 +11,7 @@ from ..data.benchmark import build_benchmark, checksums, make_pairs
 from ..data.layouts import LAYOUTS, check_pairs, import_layout, read_layout
 from ..data.pairing import PairingError
 from ..data.photos import CorpusError, build_corpus
-from ..data.synth import PRESETS
+from ..data.synth import PRESET_NAMES
 
 EXAMPLES = 3
 
@@ -34,9 +34,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     synth = commands.add_parser("synth", help="rainy/clean pairs from a folder of clean photos")
     synth.add_argument("--clean", type=Path, required=True, help="folder of clean images")
     synth.add_argument("--out", type=Path, required=True)
-    synth.add_argument("--preset", choices=sorted(PRESETS), default="medium")
+    synth.add_argument("--preset", choices=sorted(PRESET_NAMES), default="medium",
+                       help="a rain family (docs/data.md shows each), or mixed: one drawn per image")
     synth.add_argument("--per-image", type=int, default=1)
     synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--short-side", type=int, help="resize the photos first so their shorter side has this length")
+    synth.add_argument("--vary-scenes", action="store_true",
+                       help="training data: a random crop, exposure and colour change per pair, some blurred")
     synth.set_defaults(func=run_synth)
 
     clip = commands.add_parser("synth-video", help="a rainy clip (and its clean frames) from one photo")
@@ -99,7 +103,8 @@ def run_import(args: argparse.Namespace) -> int:
 
 def run_synth(args: argparse.Namespace) -> int:
     try:
-        count = make_pairs(args.clean, args.out, preset=args.preset, per_image=args.per_image, seed=args.seed)
+        count = make_pairs(args.clean, args.out, preset=args.preset, per_image=args.per_image, seed=args.seed,
+                           short_side=args.short_side, vary_scenes=args.vary_scenes)
     except (PairingError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

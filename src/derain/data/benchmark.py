@@ -6,7 +6,8 @@ the preset is the density label). Seeds are derived from (seed, photo stem, inde
 does not change when other photos are added.
 
 derain-synth is made from the clean-photo corpus (``derain.data.photos``): the test photos give
-light/medium/heavy test pairs, the train photos matching training pairs, all at fixed seeds, with
+light/medium/heavy test pairs and a held-out pair per rain family (``families/``), the train
+photos light/medium/heavy training pairs, all at fixed seeds, with
 photos resized so the shorter side is ``BENCHMARK_SHORT_SIDE`` (close to the 321 x 481 of
 Rain100/Rain200). ``data/derain-synth.sha256`` in the repository records the file checksums, so
 any change to the generator is noticed.
@@ -25,7 +26,7 @@ from PIL import Image
 
 from ..imageio import read_image, to_uint8, write_image
 from .pairing import list_images
-from .synth import PRESETS, add_rain
+from .synth import FAMILIES, PRESET_NAMES, PRESETS, synthesize
 
 BENCHMARK_SHORT_SIDE = 480
 BENCHMARK_SEED = 2024
@@ -44,14 +45,27 @@ def _as_rgb8(path: Path) -> np.ndarray:
     return image[..., :3]
 
 
-def make_pairs(clean_dir: str | Path, out: str | Path, *, preset: str, per_image: int = 1, seed: int = 0, short_side: int | None = None) -> int:
+def make_pairs(
+    clean_dir: str | Path,
+    out: str | Path,
+    *,
+    preset: str,
+    per_image: int = 1,
+    seed: int = 0,
+    short_side: int | None = None,
+    vary_scenes: bool = False,
+) -> int:
     """Write ``per_image`` rainy versions of every image in ``clean_dir``; returns the pair count.
 
     ``out/input/<stem>_<k>.png``, ``out/target/<stem>_<k>.png`` and ``out/rain.jsonl``.
+    ``preset`` is any preset or family of :mod:`derain.data.synth`, or ``mixed``.
     ``short_side`` resizes the clean photos first (Lanczos) so their shorter side has that length.
+    ``vary_scenes`` (training data) draws for each pair a scale, an exposure and colour change,
+    and now and then a blurred, low-texture version of the photo (:func:`vary_scene`), so the
+    model learns the rain rather than the scenes.
     """
-    if preset not in PRESETS:
-        raise ValueError(f"unknown rain preset {preset!r}: expected one of {sorted(PRESETS)}")
+    if preset not in PRESET_NAMES:
+        raise ValueError(f"unknown rain preset {preset!r}: expected one of {sorted(PRESET_NAMES)}")
     if per_image < 1:
         raise ValueError(f"per_image must be >= 1, got {per_image}")
     sources = list_images(clean_dir)
@@ -62,17 +76,42 @@ def make_pairs(clean_dir: str | Path, out: str | Path, *, preset: str, per_image
     (out / "target").mkdir(exist_ok=True)
     with (out / "rain.jsonl").open("w", encoding="utf-8") as manifest:
         for source in sources:
-            clean = _as_rgb8(source)
+            photo = _as_rgb8(source)
             if short_side:
-                clean = _resize_short_side(clean, short_side)
+                photo = _resize_short_side(photo, short_side)
             for k in range(per_image):
                 name = f"{source.stem}_{k}"
-                rainy, _, params = add_rain(clean, preset, pair_seed(seed, source.stem, k))
+                this_seed = pair_seed(seed, source.stem, k)
+                clean, scene = vary_scene(photo, this_seed) if vary_scenes else (photo, {})
+                rainy, target, params = synthesize(clean, preset, this_seed)
                 write_image(out / "input" / f"{name}.png", rainy)
-                write_image(out / "target" / f"{name}.png", clean)
-                line = {"name": name, "source": source.name, "label": preset, **params.to_dict()}
+                write_image(out / "target" / f"{name}.png", target)
+                line = {"name": name, "source": source.name, "label": params.preset, **scene, **params.to_dict()}
                 manifest.write(json.dumps(line, sort_keys=True) + "\n")
     return len(sources) * per_image
+
+
+def vary_scene(photo: np.ndarray, seed: int) -> tuple[np.ndarray, dict]:
+    """A scene variant of a uint8 photo for training: a random crop of 40-100 % of each side, an
+    exposure gain, a gamma and a saturation change, and in one case out of eight a strong blur
+    (a low-texture background, where rain is all there is to see). Returns (image, what was drawn)."""
+    rng = np.random.default_rng([seed, 3])
+    height, width = photo.shape[:2]
+    crop = float(rng.uniform(0.4, 1.0))
+    h, w = max(64, round(height * crop)), max(64, round(width * crop))
+    top, left = int(rng.integers(0, height - h + 1)), int(rng.integers(0, width - w + 1))
+    image = photo[top : top + h, left : left + w].astype(np.float32) / 255
+    gain, gamma, saturation = float(rng.uniform(0.7, 1.3)), float(rng.uniform(0.8, 1.25)), float(rng.uniform(0.6, 1.3))
+    gray = image.mean(axis=2, keepdims=True)
+    image = np.clip(gray + saturation * (image - gray), 0, 1)
+    image = np.clip(gain * image**gamma, 0, 1)
+    blur = float(rng.uniform(4, 12)) if rng.random() < 0.125 else 0.0
+    if blur:
+        from scipy.ndimage import gaussian_filter
+
+        image = gaussian_filter(image, sigma=(blur, blur, 0))
+    drawn = {"crop": [top, left, h, w], "gain": gain, "gamma": gamma, "saturation": saturation, "blur": blur}
+    return np.round(image * 255).astype(np.uint8), drawn
 
 
 def _resize_short_side(image: np.ndarray, short_side: int) -> np.ndarray:
@@ -83,7 +122,9 @@ def _resize_short_side(image: np.ndarray, short_side: int) -> np.ndarray:
 
 
 def build_benchmark(photos: str | Path, out: str | Path) -> dict[str, int]:
-    """Build derain-synth from a photo corpus: ``out/{test,train}/{light,medium,heavy}/``.
+    """Build derain-synth from a photo corpus: ``out/{test,train}/{light,medium,heavy}/`` and the
+    held-out ``out/families/<family>/``: the test photos under each rain family of
+    :data:`derain.data.synth.FAMILIES` (split added later; the preset folders are unchanged).
 
     Built in a temporary folder beside ``out`` and renamed at the end; returns pairs per folder.
     """
@@ -99,6 +140,10 @@ def build_benchmark(photos: str | Path, out: str | Path) -> dict[str, int]:
                 folder = f"{split}/{preset}"
                 seed = BENCHMARK_SEED + 10 * number + (split == "train")
                 counts[folder] = make_pairs(photos / corpus_split, staging / folder, preset=preset, seed=seed, short_side=BENCHMARK_SHORT_SIDE)
+        for number, family in enumerate(FAMILIES):
+            folder = f"families/{family}"
+            seed = BENCHMARK_SEED + 1000 + 10 * number
+            counts[folder] = make_pairs(photos / "test", staging / folder, preset=family, seed=seed, short_side=BENCHMARK_SHORT_SIDE)
         staging.rename(out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

