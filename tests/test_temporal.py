@@ -12,7 +12,7 @@ pytest.importorskip("cv2")
 
 from derain.cli.main import main  # noqa: E402
 from derain.data.synth import render_rain, sample_params  # noqa: E402
-from derain.data.synth_video import CameraMotion, _FallingLayer, rainy_clip  # noqa: E402
+from derain.data.synth_video import CameraMotion, _FallingLayer, animated_presets, rainy_clip  # noqa: E402
 from derain.imageio import read_image, write_image  # noqa: E402
 from derain.metrics.temporal import warping_errors  # noqa: E402
 from derain.video import TemporalFusion  # noqa: E402
@@ -112,3 +112,9 @@ def test_eval_of_a_video_refuses_image_metrics(tmp_path, capsys):
     write_image(frames / "a.png", np.zeros((8, 8, 3), np.uint8))
     assert main(["eval", "--restored", str(frames), "--video", "--metrics", "niqe", "--out", str(tmp_path)]) == 2
     assert "--metrics chooses among image metrics" in capsys.readouterr().err
+
+
+def test_rain_families_with_still_effects_are_refused_by_name():
+    assert {"light", "medium", "heavy"} <= set(animated_presets())
+    with pytest.raises(ValueError, match="rain 'fog' adds fog, which rainy clips do not animate; use one of light"):
+        next(rainy_clip(np.zeros((40, 60, 3), np.uint8), 1, height=32, width=48, preset="fog"))

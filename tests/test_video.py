@@ -113,7 +113,8 @@ def test_frame_folder_round_trip(tmp_path):
     assert sorted(p.name for p in (tmp_path / "copy").iterdir()) == [f"seq_{i:03d}.png" for i in range(5)]
     derain_video(folder, tmp_path / "clip.mp4", unchanged, fps=Fraction(10), progress=False)
     assert timestamps(tmp_path / "clip.mp4") == [Fraction(i, 10) for i in range(5)]
-    derain_video(tmp_path / "clip.mp4", tmp_path / "back", unchanged, progress=False)
+    assert derain_video(tmp_path / "clip.mp4", tmp_path / "back", unchanged, progress=False).audio_dropped == 0
+    assert derain_video(CLIP, tmp_path / "bundled", unchanged, progress=False).audio_dropped == 1
     assert len(list((tmp_path / "back").iterdir())) == 5
     with VideoReader(tmp_path / "copy") as reader:
         for decoded, original in zip(reader.frames(), frames):

@@ -12,6 +12,7 @@ from ..data.layouts import LAYOUTS, check_pairs, import_layout, read_layout
 from ..data.pairing import PairingError
 from ..data.photos import CorpusError, build_corpus
 from ..data.synth import PRESET_NAMES
+from ..data.synth_video import CameraMotion, animated_presets
 
 EXAMPLES = 3
 
@@ -50,7 +51,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     clip.add_argument("--frames", type=int, default=48)
     clip.add_argument("--size", default="320x224", metavar="WxH", help="frame size (default 320x224)")
     clip.add_argument("--fps", type=Fraction, default=Fraction(24))
-    clip.add_argument("--preset", choices=sorted(PRESETS), default="medium")
+    clip.add_argument("--preset", choices=animated_presets(), default="medium")
     clip.add_argument("--seed", type=int, default=0)
     clip.add_argument("--pan", type=float, nargs=2, default=(0.0, 0.0), metavar=("DX", "DY"), help="camera pan, photo px per frame")
     clip.add_argument("--zoom", type=float, default=0.0, help="zoom per frame (0.01: 1%% closer each frame)")
@@ -114,7 +115,7 @@ def run_synth(args: argparse.Namespace) -> int:
 
 def run_synth_video(args: argparse.Namespace) -> int:
     try:
-        from ..data.synth_video import CameraMotion, write_rainy_clip
+        from ..video.synth import write_rainy_clip
         from ..video import VideoError
     except ImportError as err:
         print(f"error: {err.name} is missing; pip install 'derain[video]'", file=sys.stderr)

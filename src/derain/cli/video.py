@@ -64,5 +64,7 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, OSError, RuntimeError) as err:  # RuntimeError: out of memory on the device
         print(f"derain video: error: {args.input}: {err}", file=sys.stderr)
         return 1
+    if result.audio_dropped:
+        print(f"derain video: note: {args.output} is a folder of frames; the {result.audio_dropped} audio stream(s) of {args.input} are not kept", file=sys.stderr)
     print(f"{args.output}: {result.frames} frame(s) in {result.seconds:.1f} s ({result.frames / result.seconds:.2f} frames/s)", file=sys.stderr)
     return 0

@@ -10,19 +10,27 @@ The still images of ``derain.data.synth`` (and the derain-synth benchmark) are n
 
 from __future__ import annotations
 
-import contextlib
-import os
 from dataclasses import dataclass
-from fractions import Fraction
-from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 from PIL import Image
 from scipy.signal import fftconvolve
 
-from ..video.io import Frame, VideoInfo, frame_name, open_writer, read_rgb8
-from .synth import RainParams, StreakLayer, _seed_count, composite, sample_params, streak_kernel
+from .synth import PRESET_NAMES, RainParams, StreakLayer, _seed_count, composite, sample_params, streak_kernel
+
+# Effects of derain.data.synth's rain families beyond streaks and veil: drawn for one still
+# image, not yet made to move from frame to frame.
+_STILL_EFFECTS = ("drops", "splashes", "fog", "exposure", "camera")
+
+
+def _still_effects(params: RainParams) -> list[str]:
+    return [name for name in _STILL_EFFECTS if getattr(params, name) not in (None, 0, 1.0)]
+
+
+def animated_presets() -> list[str]:
+    """The rain presets and families made only of streaks and veil: those a clip can animate."""
+    return [name for name in PRESET_NAMES if name != "mixed" and not _still_effects(sample_params(name, 0))]
 
 
 @dataclass(frozen=True)
@@ -106,6 +114,12 @@ def rainy_clip(
     if not 0 < shutter <= 1:
         raise ValueError(f"shutter must be in (0, 1], got {shutter}")
     params: RainParams = sample_params(preset, seed)
+    effects = _still_effects(params)
+    if effects:
+        raise ValueError(
+            f"rain {preset!r} adds {', '.join(effects)}, which rainy clips do not animate; "
+            f"use one of {', '.join(animated_presets())}"
+        )
     layers = [_FallingLayer(layer, height, width, shutter) for layer in params.layers]
     for index in range(frames):
         clean = camera_view(photo, height, width, index, motion)
@@ -117,28 +131,3 @@ def rainy_clip(
         rainy = composite(clean.astype(np.float32) / 255, rain, params)
         yield clean, np.round(rainy * 255).astype(np.uint8)
 
-
-def write_rainy_clip(
-    photo: str | os.PathLike,
-    rainy_target: str | os.PathLike,
-    clean_target: str | os.PathLike | None = None,
-    *,
-    frames: int,
-    width: int,
-    height: int,
-    fps: Fraction,
-    overwrite: bool = False,
-    **rain,
-) -> None:
-    """Write :func:`rainy_clip` of the image file ``photo`` as a video or frame folder, and its
-    clean frames too where ``clean_target`` is given; ``rain``: ``preset``, ``seed``, ``motion``."""
-    image = read_rgb8(photo)
-    info = VideoInfo(width, height, frames, Fraction(fps), 1 / Fraction(fps))
-    with contextlib.ExitStack() as stack:
-        rainy_writer = stack.enter_context(open_writer(rainy_target, info, overwrite=overwrite))
-        clean_writer = stack.enter_context(open_writer(clean_target, info, overwrite=overwrite)) if clean_target else None
-        for index, (clean, rainy) in enumerate(rainy_clip(image, frames, height=height, width=width, **rain)):
-            frame = Frame(rainy, index, info.time_base, frame_name(index))
-            rainy_writer.write(rainy, frame)
-            if clean_writer:
-                clean_writer.write(clean, frame)

@@ -11,7 +11,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ..inference import Deraining
-from .io import DEFAULT_CODEC, DEFAULT_CRF, DEFAULT_FPS, TruncatedVideoError, VideoReader, open_writer
+from .io import DEFAULT_CODEC, DEFAULT_CRF, DEFAULT_FPS, VideoReader, is_frame_folder, open_writer
 from .temporal import TemporalFusion
 
 
@@ -19,6 +19,7 @@ from .temporal import TemporalFusion
 class VideoResult:
     frames: int
     seconds: float
+    audio_dropped: int = 0  # audio streams of the input that a frame folder cannot keep
 
 
 def derain_video(
@@ -59,4 +60,5 @@ def derain_video(
                     writer.write(fuse(restored) if fuse else restored, frame)
                     bar.update()
                     count += 1
-    return VideoResult(count, time.perf_counter() - started)
+    dropped = len(reader.audio) if is_frame_folder(Path(target)) else 0
+    return VideoResult(count, time.perf_counter() - started, dropped)
