@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 from fractions import Fraction
 from pathlib import Path
 
@@ -169,7 +170,8 @@ def test_truncated_file_names_the_frame_and_leaves_no_output(tmp_path, capsys, t
     out = tmp_path / "out.mp4"
     code, err = run_bad([str(cut), "-o", str(out)], capsys)
     assert code == 1
-    assert f"{cut}: truncated: frame " in err and "of the 24 it declares is missing" in err
+    # FFmpeg builds differ: the demuxer ends early, or a packet read fails; both name the frame.
+    assert re.search(rf"{re.escape(str(cut))}: (truncated: frame \d+ of the 24 it declares is missing|broke off at frame \d+)", err)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cut.mp4", "pretrained"]
 
 
