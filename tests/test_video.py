@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import re
+import subprocess
+import sys
 from fractions import Fraction
 from pathlib import Path
 
@@ -227,3 +229,21 @@ def test_unknown_suffix_and_bad_temporal_window(tmp_path, capsys, tiny_model):
     assert code == 1 and "out.xyz: unknown video suffix '.xyz'" in err
     code, err = run_bad([str(CLIP), "-o", str(tmp_path / "out.mp4"), "--temporal", "-1"], capsys)
     assert code == 1 and "temporal must be >= 0 (0: off), got -1" in err
+
+
+def test_memory_does_not_grow_with_length(tmp_path):
+    """Peak RSS of a fresh process for 30 and 300 frames of 320x240: keeping the frames would
+    add 66 MiB."""
+    script = (
+        "import resource, sys; from derain.video import derain_video; "
+        "derain_video(sys.argv[1], sys.argv[2], lambda image: image, progress=False); "
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+    )
+    peaks = []
+    for frames in (30, 300):
+        source = tmp_path / f"clip{frames}.mp4"
+        make_clip(source, list(range(frames)), Fraction(1, 25), size=(320, 240))
+        done = subprocess.run([sys.executable, "-c", script, str(source), str(tmp_path / f"out{frames}.mp4")],
+                              capture_output=True, text=True, check=True)
+        peaks.append(int(done.stdout.split()[-1]) / 1024)
+    assert peaks[1] < peaks[0] + 30, f"peak RSS {peaks[0]:.0f} MiB for 30 frames, {peaks[1]:.0f} MiB for 300"
