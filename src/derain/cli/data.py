@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from fractions import Fraction
 from pathlib import Path
 
 from ..data.benchmark import build_benchmark, checksums, make_pairs
@@ -11,6 +12,7 @@ from ..data.layouts import LAYOUTS, check_pairs, import_layout, read_layout
 from ..data.pairing import PairingError
 from ..data.photos import CorpusError, build_corpus
 from ..data.synth import PRESET_NAMES
+from ..data.synth_video import CameraMotion, animated_presets
 
 EXAMPLES = 3
 
@@ -41,6 +43,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     synth.add_argument("--vary-scenes", action="store_true",
                        help="training data: a random crop, exposure and colour change per pair, some blurred")
     synth.set_defaults(func=run_synth)
+
+    clip = commands.add_parser("synth-video", help="a rainy clip (and its clean frames) from one photo")
+    clip.add_argument("--photo", type=Path, required=True, help="clean photo the camera looks at")
+    clip.add_argument("--out", type=Path, required=True, help="rainy clip: a video file, or a folder of PNG frames")
+    clip.add_argument("--clean", type=Path, help="also write the clean frames (video file or folder)")
+    clip.add_argument("--frames", type=int, default=48)
+    clip.add_argument("--size", default="320x224", metavar="WxH", help="frame size (default 320x224)")
+    clip.add_argument("--fps", type=Fraction, default=Fraction(24))
+    clip.add_argument("--preset", choices=animated_presets(), default="medium")
+    clip.add_argument("--seed", type=int, default=0)
+    clip.add_argument("--pan", type=float, nargs=2, default=(0.0, 0.0), metavar=("DX", "DY"), help="camera pan, photo px per frame")
+    clip.add_argument("--zoom", type=float, default=0.0, help="zoom per frame (0.01: 1%% closer each frame)")
+    clip.add_argument("--overwrite", action="store_true")
+    clip.set_defaults(func=run_synth_video)
 
     photos = commands.add_parser("photos", help="build the 72-photo clean corpus from Debian packages")
     photos.add_argument("--out", type=Path, required=True)
@@ -94,6 +110,30 @@ def run_synth(args: argparse.Namespace) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 1
     print(f"{args.out}: {count} {args.preset} pairs")
+    return 0
+
+
+def run_synth_video(args: argparse.Namespace) -> int:
+    try:
+        from ..video.synth import write_rainy_clip
+        from ..video import VideoError
+    except ImportError as err:
+        print(f"error: {err.name} is missing; pip install 'derain[video]'", file=sys.stderr)
+        return 2
+    try:
+        width, height = (int(side) for side in args.size.lower().split("x"))
+    except ValueError:
+        print(f"error: --size {args.size!r}: expected WIDTHxHEIGHT, e.g. 320x224", file=sys.stderr)
+        return 2
+    try:
+        write_rainy_clip(
+            args.photo, args.out, args.clean, frames=args.frames, width=width, height=height, fps=args.fps,
+            preset=args.preset, seed=args.seed, motion=CameraMotion(tuple(args.pan), args.zoom), overwrite=args.overwrite,
+        )
+    except VideoError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(f"{args.out}: {args.frames} frames of {args.preset} rain" + (f"; clean frames in {args.clean}" if args.clean else ""))
     return 0
 
 

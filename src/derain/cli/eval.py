@@ -32,7 +32,7 @@ def register(subparsers) -> None:
         "data", nargs="?", type=Path, metavar="DATA_DIR",
         help="rainy/clean pairs in any published layout: run --model/--weights on them and score the results",
     )
-    parser.add_argument("--restored", type=Path, help="folder of restored images (instead of DATA_DIR)")
+    parser.add_argument("--restored", type=Path, help="folder of restored images, or a video (instead of DATA_DIR)")
     parser.add_argument("--model", choices=list_models(), help="architecture run on DATA_DIR (default: detected from --weights)")
     parser.add_argument("--weights", type=Path, help="checkpoint run on DATA_DIR (default: the shipped pretrained weights)")
     parser.add_argument(
@@ -42,7 +42,12 @@ def register(subparsers) -> None:
     parser.add_argument("--tile", type=int, help="on DATA_DIR: tile side (default: the model card's; 0: whole images)")
     parser.add_argument("--overlap", type=int, help="on DATA_DIR: pixels shared by tiles (default: the model card's)")
     parser.add_argument("--device", default="auto", help="on DATA_DIR: cpu, cuda, cuda:1 or auto (default)")
-    parser.add_argument("--clean", type=Path, help="folder of clean (ground-truth) images")
+    parser.add_argument("--clean", type=Path, help="folder of clean (ground-truth) images, or a video")
+    parser.add_argument(
+        "--video", action="store_true",
+        help="frame folders are videos: per-frame PSNR/SSIM beside the warping error (flicker) "
+        "between consecutive frames; implied when --restored is a file",
+    )
     parser.add_argument("--protocol", choices=PROTOCOLS, default="rain100", help="paper protocol (default: rain100)")
     parser.add_argument(
         "--metrics", nargs="+", choices=METRICS, metavar="METRIC",
@@ -69,7 +74,7 @@ def _write_csv(path: Path, evaluation) -> None:
 def _print_table(summary: dict, images: int, failures: int) -> None:
     print(f"{'metric':<10}{'mean':>14}{'count':>8}{'no value':>10}")
     for metric, stats in summary.items():
-        mean = format_value(stats["mean"]) or "no value"
+        mean = format_value(stats["mean"], 6 if metric == "warping" else 4) or "no value"
         print(f"{metric:<10}{mean:>14}{stats['count']:>8}{stats['no_value']:>10}")
     print(f"{images} image(s) evaluated, {failures} failed")
 
@@ -77,6 +82,14 @@ def _print_table(summary: dict, images: int, failures: int) -> None:
 def _evaluate(args: argparse.Namespace):
     if (args.data is None) == (args.restored is None):
         raise ValueError("give either DATA_DIR (a model is run on it) or --restored (a folder of results)")
+    if args.restored is not None and (args.video or args.restored.is_file()):
+        if args.metrics:
+            raise ValueError("--metrics chooses among image metrics; a video gets PSNR, SSIM and the warping error")
+        try:
+            from ..video.flicker import evaluate_video
+        except ImportError as err:
+            raise ValueError(f"{err.name} is missing for video evaluation; pip install 'derain[video]'") from None
+        return evaluate_video(args.restored, args.clean, protocol=args.protocol)
     if args.restored is not None:
         return evaluate_folders(
             args.restored, args.clean, protocol=args.protocol,
@@ -94,7 +107,7 @@ def _evaluate(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     try:
         evaluation = _evaluate(args)
-    except (PairingError, CheckpointError, ValueError) as err:
+    except (PairingError, CheckpointError, ValueError) as err:  # VideoError is a ValueError
         print(f"derain eval: {err}", file=sys.stderr)
         return 2
     for name, reason in evaluation.failures:

@@ -32,6 +32,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or globs")
     parser.add_argument("-o", "--output", type=Path, default=Path("derained"), help="output folder (default ./derained)")
+    add_model_options(parser)
+    parser.add_argument(
+        "--format",
+        choices=OUTPUT_FORMATS,
+        default="png",
+        help="output format (default png; jpg/webp/bmp store 8 bits, jpg/bmp no alpha)",
+    )
+    parser.add_argument("--recursive", action="store_true", help="descend into sub-folders")
+    parser.add_argument("--overwrite", action="store_true", help="allow replacing input files")
+    parser.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help="refuse larger images")
+    parser.set_defaults(func=run)
+
+
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    """The model, weights, tiling, device and precision options; ``derain video`` shares them."""
     parser.add_argument("--model", choices=list_models(), help="architecture (default: detected from --weights)")
     parser.add_argument("--weights", type=Path, help="checkpoint file (default: the shipped pretrained weights)")
     parser.add_argument("--pretrained", default=DEFAULT_TAG, metavar="TAG", help=f"pretrained weights used without --weights (default {DEFAULT_TAG})")
@@ -51,16 +66,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="blended",
         help="blended tiles (default) or the paper's own test procedure",
     )
-    parser.add_argument(
-        "--format",
-        choices=OUTPUT_FORMATS,
-        default="png",
-        help="output format (default png; jpg/webp/bmp store 8 bits, jpg/bmp no alpha)",
+
+
+def load_derainer(args: argparse.Namespace) -> Deraining:
+    """The derainer the options of :func:`add_model_options` describe."""
+    if args.weights is None:
+        model = load_pretrained(args.pretrained, architecture=args.model)
+    else:
+        model = args.model
+    return Deraining(
+        model,
+        args.weights,
+        tile=AUTO if args.tile is None else args.tile or None,
+        overlap=args.overlap,
+        device=args.device,
+        precision=args.precision,
+        batch_size=args.batch_size,
+        protocol=args.protocol,
     )
-    parser.add_argument("--recursive", action="store_true", help="descend into sub-folders")
-    parser.add_argument("--overwrite", action="store_true", help="allow replacing input files")
-    parser.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help="refuse larger images")
-    parser.set_defaults(func=run)
 
 
 def collect_inputs(patterns: list[str], recursive: bool) -> tuple[list[tuple[Path, Path]], list[str]]:
@@ -94,20 +117,7 @@ def collect_inputs(patterns: list[str], recursive: bool) -> tuple[list[tuple[Pat
 
 def run(args: argparse.Namespace) -> int:
     try:
-        if args.weights is None:
-            model = load_pretrained(args.pretrained, architecture=args.model)
-        else:
-            model = args.model
-        derainer = Deraining(
-            model,
-            args.weights,
-            tile=AUTO if args.tile is None else args.tile or None,
-            overlap=args.overlap,
-            device=args.device,
-            precision=args.precision,
-            batch_size=args.batch_size,
-            protocol=args.protocol,
-        )
+        derainer = load_derainer(args)
     except (CheckpointError, ValueError) as err:  # PretrainedError is a ValueError
         print(f"derain run: error: {err}", file=sys.stderr)
         return 2
