@@ -112,6 +112,63 @@ def test_usage_errors(tmp_path, weights, capsys, monkeypatch):
     assert "no file matches it as a glob" in capsys.readouterr().err
 
 
+def _run_tiny(weights, *inputs, out, extra=()):
+    return cli(run_command, ["run", *map(str, inputs), "-o", str(out), "--model", "drsformer",
+                             "--weights", str(weights), "--device", "cpu", *extra])
+
+
+def test_dotted_names_keep_their_whole_stem(tmp_path, weights, capsys):
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i in range(3):
+        write_image(frames / f"frame.{i:04d}.png", np.full((8, 8, 3), i, np.uint8))
+    dots = write_image(tmp_path / "..png", np.zeros((8, 8, 3), np.uint8))
+    out = tmp_path / "out"
+    assert _run_tiny(weights, frames, dots, out=out) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["..png", "frame.0000.png", "frame.0001.png", "frame.0002.png"]
+
+
+def test_device_without_a_gpu_is_one_line(tmp_path, weights, capsys, monkeypatch):
+    image = write_image(tmp_path / "a.png", np.zeros((8, 8, 3), np.uint8))
+    monkeypatch.setattr(torch.version, "cuda", None)
+    assert _run_tiny(weights, image, out=tmp_path / "out", extra=["--device", "cuda"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--device cuda: this torch" in err and "built without CUDA" in err
+    monkeypatch.setattr(torch.version, "cuda", "12.4")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    assert _run_tiny(weights, image, out=tmp_path / "out", extra=["--device", "cuda:1"]) == 2
+    assert "--device cuda:1: no such CUDA GPU here (0 found)" in capsys.readouterr().err
+    assert _run_tiny(weights, image, out=tmp_path / "out", extra=["--device", "gpu"]) == 2
+    assert "--device 'gpu' is not a device name" in capsys.readouterr().err
+
+
+def test_an_output_folder_that_cannot_be_created_is_one_line(tmp_path, weights, capsys):
+    image = write_image(tmp_path / "a.png", np.zeros((8, 8, 3), np.uint8))
+    (tmp_path / "in_the_way").write_text("a file")
+    assert _run_tiny(weights, image, out=tmp_path / "in_the_way" / "out") == 2
+    err = capsys.readouterr().err
+    assert f"cannot create the output folder {tmp_path / 'in_the_way' / 'out'}: Not a directory" in err
+
+
+def test_ctrl_c_prints_a_summary_and_exits_130(tmp_path, weights, capsys, monkeypatch):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i in range(5):
+        write_image(folder / f"{i}.png", np.full((8, 8, 3), i, np.uint8))
+    calls = []
+
+    def read_until_interrupted(path, **options):
+        calls.append(path)
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        return read_image(path, **options)
+
+    monkeypatch.setattr(run_command, "read_image", read_until_interrupted)
+    assert _run_tiny(weights, folder, out=tmp_path / "out") == 130
+    assert "interrupted: 3 of 5 images derained" in capsys.readouterr().err
+
+
 def test_default_model_writes_into_derained(tmp_path, monkeypatch, capsys):
     """``derain run photo.jpg`` alone: the shipped default model, output in ./derained/."""
     model = install_tiny_pretrained(tmp_path / "pretrained", monkeypatch)
