@@ -131,3 +131,13 @@ def test_an_image_without_a_value_is_named_with_the_reason(tmp_path, capsys):
     assert rows["black"]["niqe"] == "" and float(rows["sky"]["niqe"]) > 0
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["metrics"]["niqe"]["no_value"] == 1 and summary["no_value"][0]["metric"] == "niqe"
+
+
+def test_the_brisque_model_ships_with_the_live_copyright_notice():
+    from importlib.resources import files
+
+    data = files("derain.metrics").joinpath("data")
+    notice = data.joinpath("LICENSE-LIVE-BRISQUE.txt").read_text()
+    assert "Copyright (c) 2011 The University of Texas at Austin" in notice
+    assert "COPYRIGHT NOTICE ENDS WITH THIS LINE" in notice
+    assert "LICENSE-LIVE-BRISQUE.txt" in data.joinpath("NOTICE.md").read_text()
