@@ -28,6 +28,7 @@ def test_the_base_recipe_is_valid():
 @pytest.mark.parametrize("override, message", [
     ("model.dim=-8", r"model\.config\.dim must be positive, got -8"),
     ("model.num_blocks=[1, 0, 1, 1]", r"model\.config\.num_blocks must be positive, got \[1, 0, 1, 1\]"),
+    ("model.num_blocks=[1, 100000, 1, 1]", r"model\.config\.num_blocks is \[1, 100000, 1, 1\], over 4096"),
     ("model.ffn_expansion_factor=0.0", r"model\.config\.ffn_expansion_factor must be positive"),
     ("model.heads=[3, 3, 3, 3]", r"model\.config does not build a drsformer: channels \(8\) must be divisible by the head count \(3\)"),
     ("model.dim=eight", r"model\.config does not build a drsformer"),
@@ -47,3 +48,11 @@ def test_the_base_recipe_is_valid():
 def test_impossible_values_are_refused_naming_the_key(override, message):
     with pytest.raises(ConfigError, match=message):
         load_config(recipe(), [override], check_paths=False)
+
+
+def test_a_config_file_that_is_not_utf8_is_named(tmp_path):
+    """Found by the fuzz lane: a bare UnicodeDecodeError escaped."""
+    path = tmp_path / "recipe.yaml"
+    path.write_bytes(b"\x80model: {}\n")
+    with pytest.raises(ConfigError, match=r"recipe\.yaml: not UTF-8 text \(invalid start byte at byte 0\)"):
+        load_config(path, check_paths=False)

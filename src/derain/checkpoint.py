@@ -34,6 +34,8 @@ DEFAULT_MAX_PARAMETER_BYTES = 8 << 30
 _ZIP_MAGIC = b"PK\x03\x04"  # torch.save's default container
 _PICKLE_PROTOCOLS = range(2, 6)  # the legacy torch.save format starts with a pickle header
 _SAFETENSORS_HEADER_START = ord("{")  # after the 8-byte little-endian header length
+# No published configuration comes near: beyond it, even building on the meta device takes minutes.
+LARGEST_CONFIG_NUMBER = 4096
 _ERRORS_OF_BUILDING = (TypeError, ValueError, RuntimeError, ArithmeticError, IndexError, KeyError)
 
 
@@ -242,6 +244,11 @@ def _config_for(
                     f"(it takes {', '.join(arguments)})"
                 )
             _check_argument_type(key, value, arguments[key].default, path)
+        too_large = implausibly_large(config)
+        if too_large:
+            raise CheckpointError(
+                f"{path}: field derain.config.{too_large[0]} is {too_large[1]}, over {LARGEST_CONFIG_NUMBER}"
+            )
         return dict(config), "derain.config"
     try:
         return model_class(name).config_from_state_dict(state_dict), "the tensor shapes"
@@ -265,6 +272,15 @@ def _check_argument_type(key: str, value: Any, default: Any, path: Path) -> None
         raise CheckpointError(
             f"{path}: field derain.config.{key} must be {type(default).__name__}, found {value!r}"
         )
+
+
+def implausibly_large(config: Mapping[str, Any]) -> tuple[str, Any] | None:
+    """The first (key, value) of a model configuration with a number over ``LARGEST_CONFIG_NUMBER``."""
+    for key, value in config.items():
+        numbers = value if isinstance(value, (list, tuple)) else [value]
+        if any(isinstance(n, (int, float)) and not isinstance(n, bool) and n > LARGEST_CONFIG_NUMBER for n in numbers):
+            return key, value
+    return None
 
 
 def _build_bounded(name: str, config: dict[str, Any], field: str, path: Path, max_parameter_bytes: int) -> nn.Module:

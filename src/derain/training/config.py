@@ -164,7 +164,9 @@ def load_config(
         if not path.is_file():
             raise ConfigError(f"config file not found: {path}")
         try:
-            raw = yaml.safe_load(path.read_text()) or {}
+            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except UnicodeDecodeError as err:
+            raise ConfigError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
         except yaml.YAMLError as err:
             raise ConfigError(f"{path}: not valid YAML ({err})") from err
         where = str(path)
@@ -339,12 +341,16 @@ def _check_model_config(name: str, values: Mapping[str, Any]) -> None:
     """Positive numbers, then a build on the meta device (no memory) for what only the model knows."""
     import torch
 
+    from ..checkpoint import LARGEST_CONFIG_NUMBER, implausibly_large
     from ..registry import create_model
 
     for key, value in values.items():
         for number in value if isinstance(value, (list, tuple)) else [value]:
             if isinstance(number, (int, float)) and not isinstance(number, bool) and not number > 0:
                 raise ConfigError(f"model.config.{key} must be positive, got {value}")
+    too_large = implausibly_large(values)
+    if too_large:
+        raise ConfigError(f"model.config.{too_large[0]} is {too_large[1]}, over {LARGEST_CONFIG_NUMBER}")
     try:
         with torch.device("meta"):
             create_model(name, **values)
