@@ -92,6 +92,14 @@ def no_external_programs():
         yield
 
 
+def _fuzzed_file(folder, data, seeds):
+    """A mutated seed, written under ``folder`` with the seed's suffix."""
+    name, content = data.draw(mutated(seeds))
+    path = folder / f"fuzzed{name}"
+    path.write_bytes(content)
+    return path
+
+
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
     return tmp_path_factory.mktemp("fuzz")
@@ -104,9 +112,7 @@ def image_seeds(folder):
 
 @given(data=st.data())
 def test_image_reader_returns_an_image_or_names_the_file(folder, image_seeds, data):
-    name, content = data.draw(mutated(image_seeds))
-    path = folder / f"fuzzed{name}"
-    path.write_bytes(content)
+    path = _fuzzed_file(folder, data, image_seeds)
     with no_external_programs():
         try:
             image = read_image(path, max_pixels=4_000_000)
@@ -136,9 +142,7 @@ def checkpoint_seeds(folder):
 
 @given(data=st.data())
 def test_checkpoint_loader_returns_a_model_or_names_the_file(folder, checkpoint_seeds, data):
-    name, content = data.draw(mutated(checkpoint_seeds))
-    path = folder / f"fuzzed{name}"
-    path.write_bytes(content)
+    path = _fuzzed_file(folder, data, checkpoint_seeds)
     try:
         model = derain.load_checkpoint(path)
     except CheckpointError as err:
