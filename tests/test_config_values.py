@@ -30,8 +30,11 @@ def test_the_base_recipe_is_valid():
     ("model.num_blocks=[1, 0, 1, 1]", r"model\.config\.num_blocks must be positive, got \[1, 0, 1, 1\]"),
     ("model.num_blocks=[1, 100000, 1, 1]", r"model\.config\.num_blocks is \[1, 100000, 1, 1\], over 4096"),
     ("model.ffn_expansion_factor=0.0", r"model\.config\.ffn_expansion_factor must be positive"),
-    ("model.heads=[3, 3, 3, 3]", r"model\.config does not build a drsformer: channels \(8\) must be divisible by the head count \(3\)"),
-    ("model.dim=eight", r"model\.config does not build a drsformer"),
+    ("model.heads=[3, 3, 3, 3]", r"model\.config does not build a drsformer: ValueError: channels \(8\) must be divisible by the head count \(3\)"),
+    ("model.dim=eight", r"model\.config\.dim must be int, found 'eight'"),
+    ("model.num_blocks={}", r"model\.config\.num_blocks must be tuple, found \{\}"),  # fuzz lane: KeyError
+    ("model.num_blocks=''", r"model\.config\.num_blocks must be tuple, found ''"),  # fuzz lane: IndexError
+    ("model.num_blocks=[1, 1]", r"model\.config does not build a drsformer: IndexError"),
     ("optim.grad_clip=0", r"optim\.grad_clip must be greater than 0, got 0"),
     ("optim.lr=-1e-4", r"optim\.lr must be greater than 0"),
     ("optim.lr=.nan", r"optim\.lr must be greater than 0, got nan"),

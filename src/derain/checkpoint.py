@@ -36,7 +36,8 @@ _PICKLE_PROTOCOLS = range(2, 6)  # the legacy torch.save format starts with a pi
 _SAFETENSORS_HEADER_START = ord("{")  # after the 8-byte little-endian header length
 # No published configuration comes near: beyond it, even building on the meta device takes minutes.
 LARGEST_CONFIG_NUMBER = 4096
-_ERRORS_OF_BUILDING = (TypeError, ValueError, RuntimeError, ArithmeticError, IndexError, KeyError)
+# What a model constructor raises on arguments it cannot build a model from.
+MODEL_BUILD_ERRORS = (TypeError, ValueError, RuntimeError, ArithmeticError, IndexError, KeyError)
 
 
 class CheckpointError(ValueError):
@@ -120,9 +121,8 @@ def _read_torch(path: Path) -> Any:
     except MemoryError:
         raise CheckpointError(f"{path}: not enough memory to read it") from None
     except Exception as err:  # noqa: BLE001 - whatever torch's reader raises, the file is damaged
-        raise CheckpointError(
-            f"{path}: not a readable PyTorch checkpoint ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})"
-        ) from None
+        first_line = next(iter(str(err).splitlines()), "")
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({type(err).__name__}: {first_line})") from None
 
 
 def _unwrap(obj: Any, path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -142,7 +142,9 @@ def _unwrap(obj: Any, path: Path) -> tuple[dict[str, torch.Tensor], dict[str, An
         )
     names = [k for k in tensors if not isinstance(k, str)]
     if names:
-        raise CheckpointError(f"{path}: parameter names must be strings, found {names[0]!r} ({type(names[0]).__name__})")
+        raise CheckpointError(
+            f"{path}: parameter names must be strings, found {names[0]!r} ({type(names[0]).__name__})"
+        )
     return _strip_module_prefix(tensors), meta
 
 
@@ -243,7 +245,9 @@ def _config_for(
                     f"{path}: field derain.config.{key} is not an argument of {name} "
                     f"(it takes {', '.join(arguments)})"
                 )
-            _check_argument_type(key, value, arguments[key].default, path)
+            problem = argument_type_problem(value, arguments[key].default)
+            if problem:
+                raise CheckpointError(f"{path}: field derain.config.{key} {problem}")
         too_large = implausibly_large(config)
         if too_large:
             raise CheckpointError(
@@ -252,26 +256,32 @@ def _config_for(
         return dict(config), "derain.config"
     try:
         return model_class(name).config_from_state_dict(state_dict), "the tensor shapes"
-    except _ERRORS_OF_BUILDING as err:
+    except MODEL_BUILD_ERRORS as err:
         raise CheckpointError(
             f"{path}: looks like a {name} checkpoint, but its configuration cannot be "
             f"read from the parameter shapes ({err}); pass model=derain.create_model(...)"
         ) from err
 
 
-def _check_argument_type(key: str, value: Any, default: Any, path: Path) -> None:
-    """A configuration value must have its default's type (ints pass as floats)."""
+def argument_type_problem(value: Any, default: Any) -> str | None:
+    """Why ``value`` cannot replace a constructor argument whose default is ``default``, or ``None``.
+
+    The value must have the default's type (ints pass as floats; a list for a tuple, with
+    elements of the type of the default's elements).
+    """
     if default is inspect.Parameter.empty or default is None:
-        return
+        return None
     kinds = {bool: (bool,), int: (int,), float: (int, float), list: (list, tuple), tuple: (list, tuple)}
     accepted = kinds.get(type(default))
-    wrong = accepted is not None and (
-        not isinstance(value, accepted) or (isinstance(value, bool) and type(default) is not bool)
-    )
-    if wrong:
-        raise CheckpointError(
-            f"{path}: field derain.config.{key} must be {type(default).__name__}, found {value!r}"
-        )
+    if accepted is None:
+        return None
+    if not isinstance(value, accepted) or (isinstance(value, bool) and type(default) is not bool):
+        return f"must be {type(default).__name__}, found {value!r}"
+    if isinstance(default, (list, tuple)) and default:
+        problems = (argument_type_problem(element, default[0]) for element in value)
+        if any(problems):
+            return f"must be a list of {type(default[0]).__name__}, found {value!r}"
+    return None
 
 
 def implausibly_large(config: Mapping[str, Any]) -> tuple[str, Any] | None:
@@ -289,7 +299,7 @@ def _build_bounded(name: str, config: dict[str, Any], field: str, path: Path, ma
         with torch.device("meta"):  # shapes only: nothing is allocated
             skeleton = create_model(name, **config)
         size = sum(t.numel() * t.element_size() for t in (*skeleton.parameters(), *skeleton.buffers()))
-    except _ERRORS_OF_BUILDING as err:
+    except MODEL_BUILD_ERRORS as err:
         raise CheckpointError(f"{path}: {field} does not build a {name} ({type(err).__name__}: {err})") from None
     if size > max_parameter_bytes:
         raise CheckpointError(

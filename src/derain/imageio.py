@@ -109,7 +109,7 @@ def read_image(
                 elif _is_16bit_colour_tiff(img):
                     array = _upright(_read_tiff_16bit(path), img, upright)
                 else:
-                    if img.format == "JPEG":
+                    if img.format in ("JPEG", "MPO"):  # MPO: multi-picture JPEG from cameras
                         _check_jpeg_data_length(path, img)
                     img.load()
                     try:

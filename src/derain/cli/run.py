@@ -107,7 +107,10 @@ def device_problem(device: str) -> str | None:
         return f"--device {device!r} is not a device name ({err}); use cpu, cuda, cuda:N, mps or auto"
     if resolved.type == "cuda":
         if torch.version.cuda is None:
-            return f"--device {device}: this torch {torch.__version__} is built without CUDA; use --device cpu, or install a CUDA build of torch"
+            return (
+                f"--device {device}: this torch {torch.__version__} is built without CUDA; "
+                "use --device cpu, or install a CUDA build of torch"
+            )
         if not torch.cuda.is_available() or (resolved.index or 0) >= torch.cuda.device_count():
             return f"--device {device}: no such CUDA GPU here ({torch.cuda.device_count()} found); use --device cpu"
     if resolved.type == "mps" and not torch.backends.mps.is_available():

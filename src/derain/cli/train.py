@@ -38,7 +38,10 @@ def run(args: argparse.Namespace) -> int:
     except ModuleNotFoundError as err:
         if err.name not in _TRAIN_EXTRA:
             raise
-        print(f"derain train: needs {err.name}, which the train extra installs: pip install 'derain[train]'", file=sys.stderr)
+        print(
+            f"derain train: needs {err.name}, which the train extra installs: pip install 'derain[train]'",
+            file=sys.stderr,
+        )
         return 2
     except (ConfigError, TrainingError, CheckpointWriteError, ValueError) as err:
         print(f"derain train: {err}", file=sys.stderr)

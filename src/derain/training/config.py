@@ -341,10 +341,14 @@ def _check_model_config(name: str, values: Mapping[str, Any]) -> None:
     """Positive numbers, then a build on the meta device (no memory) for what only the model knows."""
     import torch
 
-    from ..checkpoint import LARGEST_CONFIG_NUMBER, implausibly_large
-    from ..registry import create_model
+    from ..checkpoint import LARGEST_CONFIG_NUMBER, MODEL_BUILD_ERRORS, argument_type_problem, implausibly_large
+    from ..registry import create_model, model_class
 
+    arguments = inspect.signature(model_class(name)).parameters
     for key, value in values.items():
+        problem = argument_type_problem(value, arguments[key].default)
+        if problem:
+            raise ConfigError(f"model.config.{key} {problem}")
         for number in value if isinstance(value, (list, tuple)) else [value]:
             if isinstance(number, (int, float)) and not isinstance(number, bool) and not number > 0:
                 raise ConfigError(f"model.config.{key} must be positive, got {value}")
@@ -354,8 +358,8 @@ def _check_model_config(name: str, values: Mapping[str, Any]) -> None:
     try:
         with torch.device("meta"):
             create_model(name, **values)
-    except (TypeError, ValueError, RuntimeError, ArithmeticError) as err:
-        raise ConfigError(f"model.config does not build a {name}: {err}") from None
+    except MODEL_BUILD_ERRORS as err:
+        raise ConfigError(f"model.config does not build a {name}: {type(err).__name__}: {err}") from None
 
 
 # Numbers that torch would take silently and train wrongly with: (dotted key, lowest, whether the
