@@ -36,8 +36,8 @@ def test_the_base_recipe_is_valid():
     ("model.num_blocks=''", r"model\.config\.num_blocks must be tuple, found ''"),  # fuzz lane: IndexError
     ("model.num_blocks=[1, 1]", r"model\.config does not build a drsformer: IndexError"),
     ("optim.grad_clip=0", r"optim\.grad_clip must be greater than 0, got 0"),
-    ("optim.lr=-1e-4", r"optim\.lr must be greater than 0"),
-    ("optim.lr=.nan", r"optim\.lr must be greater than 0, got nan"),
+    ("optim.lr=-1e-4", r"optim\.lr must be at least 0"),
+    ("optim.lr=.nan", r"optim\.lr must be at least 0, got nan"),
     ("optim.betas=[0.9, 1.5]", r"optim\.betas must lie in \[0, 1\)"),
     ("schedule.periods=[5, 0]", r"schedule\.periods must be at least 1, got \[5, 0\]"),
     ("schedule.restart_weights=[1, -0.5]", r"schedule\.restart_weights must be at least 0"),

@@ -184,7 +184,7 @@ def test_config_loader_returns_a_config_or_names_the_key(changes):
     except ConfigError as err:
         assert str(err).startswith("config: ") or "override" in str(err)
         return
-    assert config.optim.lr > 0 and (config.optim.grad_clip is None or config.optim.grad_clip > 0)
+    assert config.optim.lr >= 0 and (config.optim.grad_clip is None or config.optim.grad_clip > 0)
 
 
 _RECIPE = {"recipe.yaml": yaml.safe_dump(recipe()).encode()}

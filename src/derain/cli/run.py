@@ -106,7 +106,7 @@ def device_problem(device: str) -> str | None:
     except RuntimeError as err:
         return f"--device {device!r} is not a device name ({err}); use cpu, cuda, cuda:N, mps or auto"
     if resolved.type == "cuda":
-        if torch.version.cuda is None:
+        if torch.version.cuda is None and getattr(torch.version, "hip", None) is None:  # ROCm runs as cuda
             return (
                 f"--device {device}: this torch {torch.__version__} is built without CUDA; "
                 "use --device cpu, or install a CUDA build of torch"

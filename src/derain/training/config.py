@@ -365,7 +365,7 @@ def _check_model_config(name: str, values: Mapping[str, Any]) -> None:
 # Numbers that torch would take silently and train wrongly with: (dotted key, lowest, whether the
 # lowest is allowed). ``not value > low`` also refuses NaN.
 _BOUNDS = (
-    ("optim.lr", 0, False),
+    ("optim.lr", 0, True),  # 0 freezes the weights, as tests of the loop do
     ("optim.eps", 0, False),
     ("optim.weight_decay", 0, True),
     ("optim.grad_clip", 0, False),  # 0 clips every gradient to nothing
