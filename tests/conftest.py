@@ -12,8 +12,16 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from hypothesis import HealthCheck, settings  # noqa: E402
 
 import derain  # noqa: E402
+
+# The fuzz lane (tests marked ``fuzz``): a fixed seed and a small budget by default, so CI is
+# repeatable and quick; ``pytest -m fuzz --hypothesis-profile long`` before a release.
+_FUZZ = {"deadline": None, "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large]}
+settings.register_profile("ci", max_examples=100, derandomize=True, database=None, **_FUZZ)
+settings.register_profile("long", max_examples=2000, **_FUZZ)
+settings.load_profile("ci")
 
 DATA = Path(__file__).parent / "data"
 GOLDEN = DATA / "golden"

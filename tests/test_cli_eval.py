@@ -100,3 +100,44 @@ def test_no_reference_mode(tmp_path):
     row = _csv(tmp_path / "metrics.csv")["I03"]
     assert float(row["niqe"]) == pytest.approx(15.6538, rel=1e-3)
     assert float(row["brisque"]) == pytest.approx(94.6452, rel=1e-3)
+
+
+def _photo_with_black_sky() -> np.ndarray:
+    """Texture below, a saturated-black 96-pixel band above: flat regions of real photos."""
+    photo = np.random.default_rng(3).integers(40, 200, (288, 192, 3), dtype=np.uint8)
+    photo[:96] = 0
+    return photo
+
+
+def test_niqe_of_flat_regions_follows_the_reference():
+    from derain.metrics._nss import aggd_fit
+    from derain.metrics.niqe import niqe
+
+    shape, left, right = aggd_fit(np.zeros((96, 96)))
+    assert shape == pytest.approx(0.2) and np.isnan(left) and np.isnan(right)  # pyiqa's values
+    assert np.isfinite(niqe(_photo_with_black_sky()))
+
+
+def test_an_image_without_a_value_is_named_with_the_reason(tmp_path, capsys):
+    restored = tmp_path / "restored"
+    restored.mkdir()
+    Image.fromarray(_photo_with_black_sky()).save(restored / "sky.png")
+    Image.fromarray(np.zeros((192, 192), np.uint8)).save(restored / "black.png")
+    assert _run("--restored", str(restored), "--out", str(tmp_path)) == 0
+    err = capsys.readouterr().err
+    assert "black: no niqe value: NIQE is undefined: 0 of 4 96x96 blocks have texture" in err
+    assert "black: no brisque value" in err
+    rows = _csv(tmp_path / "metrics.csv")
+    assert rows["black"]["niqe"] == "" and float(rows["sky"]["niqe"]) > 0
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["metrics"]["niqe"]["no_value"] == 1 and summary["no_value"][0]["metric"] == "niqe"
+
+
+def test_the_brisque_model_ships_with_the_live_copyright_notice():
+    from importlib.resources import files
+
+    data = files("derain.metrics").joinpath("data")
+    notice = data.joinpath("LICENSE-LIVE-BRISQUE.txt").read_text()
+    assert "Copyright (c) 2011 The University of Texas at Austin" in notice
+    assert "COPYRIGHT NOTICE ENDS WITH THIS LINE" in notice
+    assert "LICENSE-LIVE-BRISQUE.txt" in data.joinpath("NOTICE.md").read_text()

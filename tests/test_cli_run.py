@@ -103,6 +103,63 @@ def test_usage_errors(tmp_path, weights, capsys, monkeypatch):
     assert "no file matches it as a glob" in capsys.readouterr().err
 
 
+def _run_tiny(weights, *inputs, out, extra=()):
+    return cli(run_command, ["run", *map(str, inputs), "-o", str(out), "--model", "drsformer",
+                             "--weights", str(weights), "--device", "cpu", *extra])
+
+
+def test_dotted_names_keep_their_whole_stem(tmp_path, weights, capsys):
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i in range(3):
+        write_image(frames / f"frame.{i:04d}.png", np.full((8, 8, 3), i, np.uint8))
+    dots = write_image(tmp_path / "..png", np.zeros((8, 8, 3), np.uint8))
+    out = tmp_path / "out"
+    assert _run_tiny(weights, frames, dots, out=out) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["..png", "frame.0000.png", "frame.0001.png", "frame.0002.png"]
+
+
+def test_device_without_a_gpu_is_one_line(tmp_path, weights, capsys, monkeypatch):
+    image = write_image(tmp_path / "a.png", np.zeros((8, 8, 3), np.uint8))
+    monkeypatch.setattr(torch.version, "cuda", None)
+    assert _run_tiny(weights, image, out=tmp_path / "out", extra=["--device", "cuda"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--device cuda: this torch" in err and "built without CUDA" in err
+    monkeypatch.setattr(torch.version, "cuda", "12.4")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    assert _run_tiny(weights, image, out=tmp_path / "out", extra=["--device", "cuda:1"]) == 2
+    assert "--device cuda:1: no such CUDA GPU here (0 found)" in capsys.readouterr().err
+    assert _run_tiny(weights, image, out=tmp_path / "out", extra=["--device", "gpu"]) == 2
+    assert "--device 'gpu' is not a device name" in capsys.readouterr().err
+
+
+def test_an_output_folder_that_cannot_be_created_is_one_line(tmp_path, weights, capsys):
+    image = write_image(tmp_path / "a.png", np.zeros((8, 8, 3), np.uint8))
+    (tmp_path / "in_the_way").write_text("a file")
+    assert _run_tiny(weights, image, out=tmp_path / "in_the_way" / "out") == 2
+    err = capsys.readouterr().err
+    assert f"cannot create the output folder {tmp_path / 'in_the_way' / 'out'}: Not a directory" in err
+
+
+def test_ctrl_c_prints_a_summary_and_exits_130(tmp_path, weights, capsys, monkeypatch):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i in range(5):
+        write_image(folder / f"{i}.png", np.full((8, 8, 3), i, np.uint8))
+    calls = []
+
+    def read_until_interrupted(path, **options):
+        calls.append(path)
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        return read_image(path, **options)
+
+    monkeypatch.setattr(run_command, "read_image", read_until_interrupted)
+    assert _run_tiny(weights, folder, out=tmp_path / "out") == 130
+    assert "interrupted: 3 of 5 images derained" in capsys.readouterr().err
+
+
 def test_default_model_writes_into_derained(tmp_path, monkeypatch, capsys):
     """``derain run photo.jpg`` alone: the shipped default model, output in ./derained/."""
     model = install_tiny_pretrained(tmp_path / "pretrained", monkeypatch)
@@ -135,3 +192,63 @@ def test_models_command(tmp_path, monkeypatch, capsys, no_pretrained):
     assert cli(models_command, ["models", "derain-synth"]) == 0
     card = capsys.readouterr().out
     assert "command: derain train configs/default.yaml" in card and "sha256: " in card
+
+
+def test_a_folder_of_damaged_and_hostile_files_next_to_good_ones(tmp_path, weights, capsys, monkeypatch):
+    """Every good file is derained, every bad one named, and no input starts a program."""
+    import subprocess
+    import zlib
+
+    import tifffile
+
+    from test_imageio import EPS, _tiff_with_tag
+
+    def no_programs(*args, **kwargs):
+        raise AssertionError(f"an external program was started: {args[:1]}")
+
+    monkeypatch.setattr(subprocess, "Popen", no_programs)
+    rng = np.random.default_rng(5)
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    rgb8, rgb16 = rng.integers(0, 256, (16, 12, 3), dtype=np.uint8), rng.integers(0, 65536, (16, 12, 3), dtype=np.uint16)
+    write_image(folder / "frame.0001.png", rgb8)
+    write_image(folder / "frame.0002.png", rgb8)
+    write_image(folder / "photo.jpg", rgb8)
+    tifffile.imwrite(folder / "camera_lzw.tif", rgb16, photometric="rgb", compression="lzw")
+    tifffile.imwrite(folder / "cmyk16.tif", rng.integers(0, 65536, (16, 12, 4), dtype=np.uint16), photometric="separated")
+    tifffile.imwrite(folder / "planar16.tif", np.moveaxis(rgb16, 2, 0), photometric="rgb", planarconfig="separate")
+    good = ["camera_lzw.png", "cmyk16.png", "frame.0001.png", "frame.0002.png", "photo.png", "planar16.png"]
+
+    (folder / "ghostscript.png").write_bytes(EPS)
+    Image.fromarray(rgb8).save(folder / "animation.webp", format="GIF")
+    _tiff_with_tag(folder / "zero_tiles.tif", np.zeros((32, 32, 3), np.uint16), "TileLength", 0, tile=(16, 16), photometric="rgb")
+    (folder / "empty.png").write_bytes(b"")
+    cut = write_image(folder / "cut.png", rng.integers(0, 256, (64, 64, 3), dtype=np.uint8))
+    cut.write_bytes(cut.read_bytes()[:200])
+    bomb = bytearray(write_image(folder / "bomb.png", np.zeros((1, 1), np.uint8)).read_bytes())
+    bomb[16:24] = (100_000).to_bytes(4, "big") * 2
+    bomb[29:33] = zlib.crc32(bytes(bomb[12:29])).to_bytes(4, "big")
+    (folder / "bomb.png").write_bytes(bytes(bomb))
+    big = bytearray(write_image(folder / "declared_big.jpg", rgb8).read_bytes())
+    frame = big.find(b"\xff\xc0")
+    big[frame + 5 : frame + 9] = (3000).to_bytes(2, "big") * 2
+    (folder / "declared_big.jpg").write_bytes(bytes(big))
+    (folder / "notes.bmp").write_text("not an image")
+    bad = {
+        "ghostscript.png": "not a supported image format (EPS)",
+        "animation.webp": "not a supported image format (GIF)",
+        "zero_tiles.tif": "corrupt or truncated image (ZeroDivisionError",
+        "empty.png": "empty file",
+        "cut.png": "corrupt or truncated",
+        "bomb.png": "too many pixels, possible decompression bomb",
+        "declared_big.jpg": "corrupt or truncated image (the data ends before the declared 3000x3000 pixels",
+        "notes.bmp": "not an image file in a supported format",
+    }
+
+    out = tmp_path / "out"
+    assert _run_tiny(weights, folder, out=out) == 1
+    err = capsys.readouterr().err
+    assert f"derained {len(good)} image(s)" in err and f"{len(bad)} failed" in err
+    for name, reason in bad.items():
+        assert f"{folder / name}: {reason}" in err, name
+    assert sorted(p.name for p in out.iterdir()) == good

@@ -47,6 +47,35 @@ _TUNED = "import os, derain.cpu; derain.cpu.tune(); print(os.environ.get('OMP_WA
 
 @pytest.mark.skipif(not sys.platform.startswith("linux") or os.confstr("CS_GNU_LIBC_VERSION") is None,
                     reason="mallopt is glibc's")
+def test_atomic_write_never_follows_a_planted_link(tmp_path):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    target = tmp_path / "out.png"
+    # The name the temporary used to have: predictable from the target and the PID.
+    (tmp_path / f".{target.name}.{os.getpid()}.tmp").symlink_to(victim)
+    with atomic_write(target) as tmp:
+        tmp.write_bytes(b"new")
+    assert victim.read_text() == "precious" and target.read_bytes() == b"new"
+
+
+def test_atomic_write_of_a_name_at_the_length_limit(tmp_path):
+    target = tmp_path / ("x" * 250 + ".png")
+    with atomic_write(target) as tmp:
+        tmp.write_bytes(b"new")
+    assert target.read_bytes() == b"new" and list(tmp_path.iterdir()) == [target]
+
+
+def test_atomic_write_sweeps_temporaries_of_dead_processes_only(tmp_path):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = tmp_path / f".derain-{dead.stdout.strip()}-abc123.tmp"
+    live = tmp_path / f".derain-{os.getppid()}-def456.tmp"
+    stale.write_bytes(b"half")
+    live.write_bytes(b"being written")
+    with atomic_write(tmp_path / "out.png") as tmp:
+        tmp.write_bytes(b"new")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [live.name, "out.png"]
+
+
 def test_process_settings_respect_the_users_choices():
     assert _settings_after(_TUNED, {}) == ["PASSIVE", "True"]
     assert _settings_after(_TUNED, {"OMP_WAIT_POLICY": "ACTIVE"}) == ["ACTIVE", "True"]

@@ -254,3 +254,104 @@ def test_orientation_can_be_ignored_as_matlab_imread_does(tmp_path, suffix):
     raw = read_image(path, upright=False)
     assert raw.shape == RGB8.shape
     assert read_image(path).shape == (RGB8.shape[1], RGB8.shape[0], 3)
+
+
+def _tiff_with_tag(path, array, tag_name, value, **options):
+    """Write ``array`` as a TIFF, then overwrite one short tag value in place."""
+    tifffile.imwrite(path, array, **options)
+    with tifffile.TiffFile(path) as tif:
+        tag = tif.pages.first.tags[tag_name]
+        offset, dtype = tag.valueoffset, tag.dtype
+    data = bytearray(path.read_bytes())
+    size = 2 if dtype == 3 else 4  # SHORT or LONG
+    data[offset : offset + size] = value.to_bytes(size, "little")
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_any_decoder_exception_is_the_files_failure(tmp_path):
+    # tifffile raises ZeroDivisionError on a tile length of 0.
+    path = _tiff_with_tag(tmp_path / "tiles.tif", RGB16[:8, :8].repeat(4, 0).repeat(4, 1), "TileLength", 0,
+                          tile=(16, 16), photometric="rgb")
+    with pytest.raises(ImageReadError, match=r"tiles\.tif: corrupt or truncated image \(ZeroDivisionError"):
+        read_image(path)
+
+
+EPS = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 8 8\n0 0 moveto 8 8 lineto stroke\nshowpage\n%%EOF\n"
+
+
+def test_formats_outside_the_allow_list_are_never_decoded(tmp_path, monkeypatch):
+    import subprocess
+
+    def no_programs(*args, **kwargs):
+        raise AssertionError(f"an external program was started: {args}")
+
+    monkeypatch.setattr(subprocess, "Popen", no_programs)
+    (tmp_path / "photo.png").write_bytes(EPS)
+    with pytest.raises(ImageReadError, match=r"photo\.png: not a supported image format \(EPS\)"):
+        read_image(tmp_path / "photo.png")
+    Image.fromarray(RGB8).save(tmp_path / "anim.png", format="GIF")
+    with pytest.raises(ImageReadError, match=r"anim\.png: not a supported image format \(GIF\)"):
+        read_image(tmp_path / "anim.png")
+
+
+@pytest.mark.parametrize("compression", ["lzw", "zlib", "zstd"])
+def test_compressed_16bit_tiffs_are_read(tmp_path, compression):
+    tifffile.imwrite(tmp_path / "c.tif", RGB16, photometric="rgb", compression=compression)
+    np.testing.assert_array_equal(read_image(tmp_path / "c.tif"), RGB16)
+
+
+def test_jpeg_compressed_tiff_is_read(tmp_path):
+    columns, rows = np.meshgrid(np.arange(32) * 8, np.arange(24) * 10)
+    smooth = np.stack([columns, rows, np.full_like(rows, 99)], axis=2)
+    tifffile.imwrite(tmp_path / "j.tif", smooth.astype(np.uint8), photometric="rgb", compression="jpeg")
+    assert np.abs(read_image(tmp_path / "j.tif").astype(int) - smooth).mean() < 3
+
+
+def test_a_missing_codec_is_not_called_damage(tmp_path, monkeypatch):
+    import derain.imageio
+
+    def without_codec(path):
+        raise ValueError("<COMPRESSION.LZW: 5> requires the 'imagecodecs' package")
+
+    monkeypatch.setattr(derain.imageio, "_read_tiff_16bit", without_codec)
+    tifffile.imwrite(tmp_path / "c.tif", RGB16, photometric="rgb")
+    with pytest.raises(ImageReadError, match="c.tif: cannot decode its compression here") as info:
+        read_image(tmp_path / "c.tif")
+    assert "corrupt" not in str(info.value)
+
+
+def test_16bit_cmyk_tiff_becomes_rgb(tmp_path):
+    cmyk = RNG.integers(0, 65536, (9, 13, 4), dtype=np.uint16)
+    tifffile.imwrite(tmp_path / "cmyk.tif", cmyk, photometric="separated")
+    ink = cmyk / 65535
+    expected = np.rint((1 - ink[..., :3]) * (1 - ink[..., 3:]) * 65535).astype(np.uint16)
+    np.testing.assert_array_equal(read_image(tmp_path / "cmyk.tif"), expected)
+
+
+@pytest.mark.parametrize("array", [RGB16, RGBA16], ids=["rgb", "rgba"])
+def test_16bit_planar_tiff_is_read(tmp_path, array):
+    tifffile.imwrite(tmp_path / "planar.tif", np.moveaxis(array, 2, 0), photometric="rgb",
+                     planarconfig="separate", extrasamples=[2] if array.shape[2] == 4 else None)
+    np.testing.assert_array_equal(read_image(tmp_path / "planar.tif"), array)
+
+
+def test_jpeg_declaring_more_pixels_than_its_data_is_truncated(tmp_path):
+    path = tmp_path / "tiny.jpg"
+    Image.fromarray(RGB8).save(path, quality=90)
+    data = bytearray(path.read_bytes())
+    frame = data.find(b"\xff\xc0")  # baseline frame header: marker, length, precision, height, width
+    data[frame + 5 : frame + 9] = (2000).to_bytes(2, "big") * 2
+    path.write_bytes(bytes(data))
+    with pytest.raises(ImageReadError, match=r"tiny\.jpg: corrupt or truncated image \(the data ends"):
+        read_image(path)
+    progressive = write_image(tmp_path / "ok.jpg", RNG.integers(0, 256, (64, 64, 3), dtype=np.uint8))
+    Image.open(progressive).save(progressive, progressive=True, quality=30)
+    assert read_image(progressive).shape == (64, 64, 3)
+
+
+def test_non_finite_model_output_is_refused():
+    tensor, info = to_tensor(RGB8)
+    tensor[0, 1, 2, 3] = float("nan")
+    with pytest.raises(ValueError, match="1 NaN or infinite value"):
+        from_tensor(tensor, info)

@@ -92,7 +92,7 @@ def test_sigkill_then_resume_is_bit_identical(tmp_path):
     run_dir = tmp_path / "killed" / "run"
     names = sorted(p.name for p in (run_dir / "checkpoints").iterdir())
     assert names[1:] == ["step_00000002.pth", "step_00000002.state.pt", "step_00000004.pth"]
-    assert names[0].startswith(".step_00000004.state.pt.") and names[0].endswith(".tmp")
+    assert names[0].startswith(".derain-") and names[0].endswith(".tmp")
     # Every run in a subprocess with one thread: results of some kernels depend on the thread count.
     (tmp_path / "whole.yaml").write_text(yaml.safe_dump(tiny_config(tmp_path / "whole", data, iterations=6, checkpoint_every=2)))
     runner = tmp_path / "run.py"
@@ -105,6 +105,7 @@ def test_sigkill_then_resume_is_bit_identical(tmp_path):
     for target, mode in ((run_dir, "resume"), (tmp_path / "whole.yaml", "fresh")):
         done = run_python(str(runner), str(target), mode)
         assert done.returncode == 0, done.stderr[-3000:]
+    assert not list((run_dir / "checkpoints").glob(".derain-*"))  # the killed run's temporary is swept
     expected, resumed = weights(tmp_path / "whole" / "run", 6), weights(run_dir, 6)
     assert expected.keys() == resumed.keys()
     for key in expected:

@@ -1,7 +1,9 @@
 """Read and write photos as NumPy arrays, and move them to and from model tensors.
 
-Decoding is Pillow's, except where Pillow would silently drop bits: it reads 16-bit-per-channel
-colour PNG and TIFF files as 8-bit, so those are decoded with pypng and tifffile instead.
+Decoding is Pillow's, limited to the formats derain documents (:data:`READ_FORMATS`): Pillow
+otherwise picks a plugin by content whatever the suffix, and some (EPS) start external programs.
+Where Pillow would silently drop bits (16-bit-per-channel colour PNG and TIFF, which it reads as
+8-bit) pypng and tifffile decode instead; tifffile reads compressed TIFFs through imagecodecs.
 Arrays are H×W (grayscale), H×W×3 (RGB) or H×W×4 (RGBA), of dtype uint8 or uint16.
 Model tensors are float32 RGB, (1, 3, H, W), in [0, 1]; :func:`to_tensor` records what
 :func:`from_tensor` needs to give back an array of the original kind (grayscale, alpha, dtype).
@@ -9,10 +11,9 @@ Model tensors are float32 RGB, (1, 3, H, W), in [0, 1]; :func:`to_tensor` record
 
 from __future__ import annotations
 
+import math
 import os
-import struct
 import warnings
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,18 +40,12 @@ _FORMATS = {
 WRITABLE_SUFFIXES = tuple(_FORMATS)
 _LOSSY_QUALITY = 95  # Pillow's default of 75 visibly blurs fine detail that deraining restores
 
-# What each decoder raises on a damaged file; Pillow alone uses five exception types.
-_DECODE_ERRORS = (
-    OSError,
-    SyntaxError,
-    ValueError,
-    EOFError,
-    IndexError,
-    struct.error,
-    zlib.error,
-    png.Error,
-    Image.DecompressionBombError,
-)
+# The only Pillow plugins that ever see an input file: the formats derain documents.
+READ_FORMATS = ("PNG", "JPEG", "TIFF", "WEBP", "BMP")
+# SOF markers of Huffman-coded JPEGs (baseline, extended, progressive): every 8x8 block costs at
+# least one bit of entropy-coded data, so fewer bytes than blocks / 8 means the data ended early.
+_HUFFMAN_SOF = (0xC0, 0xC1, 0xC2)
+_TIFF_PHOTOMETRIC_SEPARATED, _TIFF_INKSET_CMYK, _TIFF_PLANAR_SEPARATE = 5, 1, 2
 
 # EXIF orientation tag value -> the array operation that shows the photo upright, for the
 # 16-bit decoders (the transforms of Pillow's ImageOps.exif_transpose, used for the rest).
@@ -101,7 +96,7 @@ def read_image(
         with warnings.catch_warnings():
             # The pixel limit below replaces Pillow's warning.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
+            with Image.open(path, formats=READ_FORMATS) as img:
                 width, height = img.size
                 if width * height > max_pixels:
                     raise ImageReadError(
@@ -112,8 +107,10 @@ def read_image(
                 if _is_16bit_colour_png(path, img):
                     array = _upright(_read_png_16bit(path), img, upright)
                 elif _is_16bit_colour_tiff(img):
-                    array = _upright(tifffile.imread(path, key=0), img, upright)
+                    array = _upright(_read_tiff_16bit(path), img, upright)
                 else:
+                    if img.format in ("JPEG", "MPO"):  # MPO: multi-picture JPEG from cameras
+                        _check_jpeg_data_length(path, img)
                     img.load()
                     try:
                         array = array_from_pil(ImageOps.exif_transpose(img) if upright else img)
@@ -122,12 +119,69 @@ def read_image(
     except ImageReadError:
         raise
     except Image.UnidentifiedImageError:
-        raise ImageReadError(path, "not an image file Pillow can identify") from None
+        raise ImageReadError(path, _unsupported_reason(path)) from None
     except Image.DecompressionBombError as err:
         raise ImageReadError(path, f"too many pixels, possible decompression bomb ({err})") from None
-    except _DECODE_ERRORS as err:
-        raise ImageReadError(path, f"corrupt or truncated image ({err})") from None
+    except MemoryError:
+        raise ImageReadError(path, "not enough memory to decode it") from None
+    except Exception as err:  # noqa: BLE001 - whatever a decoder raises is this file's failure
+        raise ImageReadError(path, _decode_failure(err)) from None
     return _as_gray_rgb_or_rgba(path, array)
+
+
+def _decode_failure(err: Exception) -> str:
+    """Why a decoder failed: a missing codec is not damage, anything else is."""
+    if isinstance(err, ImportError) or "imagecodecs" in str(err):
+        return f"cannot decode its compression here ({err}); pip install imagecodecs"
+    detail = str(err) if isinstance(err, OSError) else f"{type(err).__name__}: {err}"
+    return f"corrupt or truncated image ({detail})"
+
+
+def _unsupported_reason(path: Path) -> str:
+    """Name the format Pillow would have picked by content, without decoding anything."""
+    with open(path, "rb") as f:
+        prefix = f.read(16)
+    Image.init()
+    for name, (_, accept) in Image.OPEN.items():
+        if name not in READ_FORMATS and accept is not None and accept(prefix):
+            return f"not a supported image format ({name}); derain reads {', '.join(READ_FORMATS)}"
+    return "not an image file in a supported format (" + ", ".join(READ_FORMATS) + ")"
+
+
+def _check_jpeg_data_length(path: Path, img: Image.Image) -> None:
+    """Refuse a JPEG whose data ends before its declared size is covered.
+
+    libjpeg only warns when the data ends at a marker, and fills the rest with grey, so a
+    tiny file declaring 9000x9000 pixels would decode "successfully".
+    """
+    if _jpeg_sof_marker(path) not in _HUFFMAN_SOF:
+        return  # arithmetic coding can spend less than a bit per block
+    width, height = img.size
+    h_max = max(h for _, h, _, _ in img.layer)
+    v_max = max(v for _, _, v, _ in img.layer)
+    blocks = sum(
+        math.ceil(math.ceil(width * h / h_max) / 8) * math.ceil(math.ceil(height * v / v_max) / 8)
+        for _, h, v, _ in img.layer
+    )
+    if path.stat().st_size * 8 < blocks:
+        raise ImageReadError(
+            path,
+            f"corrupt or truncated image (the data ends before the declared {width}x{height} "
+            "pixels are covered)",
+        )
+
+
+def _jpeg_sof_marker(path: Path) -> int | None:
+    """The start-of-frame marker byte of a JPEG (0xC0 baseline, 0xC2 progressive, ...)."""
+    with open(path, "rb") as f:
+        data = f.read(1 << 16)
+    position = 2
+    while position + 4 <= len(data) and data[position] == 0xFF:
+        kind = data[position + 1]
+        if 0xC0 <= kind <= 0xCF and kind not in (0xC4, 0xC8, 0xCC):
+            return kind
+        position += 2 + int.from_bytes(data[position + 2 : position + 4], "big")
+    return None
 
 
 def _upright(array: np.ndarray, img: Image.Image, upright: bool) -> np.ndarray:
@@ -153,6 +207,28 @@ def _is_16bit_colour_tiff(img: Image.Image) -> bool:
     bits = img.tag_v2.get(258, (8,))  # BitsPerSample, one entry per channel
     bits = bits if isinstance(bits, tuple) else (bits,)
     return len(bits) > 1 and all(b == 16 for b in bits)
+
+
+def _read_tiff_16bit(path: Path) -> np.ndarray:
+    """The first page of a 16-bit colour TIFF as H×W×C, CMYK converted to RGB as Pillow does."""
+    with tifffile.TiffFile(path) as tif:
+        page = tif.pages.first
+        array = page.asarray()
+        if page.planarconfig == _TIFF_PLANAR_SEPARATE and array.ndim == 3:
+            array = np.moveaxis(array, 0, -1)  # planes first in the file: samples last
+        if page.photometric == _TIFF_PHOTOMETRIC_SEPARATED:
+            inkset = page.tags.valueof("InkSet", _TIFF_INKSET_CMYK)
+            if inkset != _TIFF_INKSET_CMYK or array.ndim != 3 or array.shape[2] < 4:
+                raise ImageReadError(path, f"separated (ink) TIFF with {array.shape} samples is not CMYK")
+            array = np.concatenate([_cmyk_to_rgb(array[..., :4]), array[..., 4:5]], axis=2)
+    return np.ascontiguousarray(array)
+
+
+def _cmyk_to_rgb(cmyk: np.ndarray) -> np.ndarray:
+    """Pillow's CMYK conversion, ``R = (1 - C)(1 - K)``, at 16 bits."""
+    ink = cmyk.astype(np.float64) / 65535
+    rgb = (1 - ink[..., :3]) * (1 - ink[..., 3:4])
+    return np.rint(rgb * 65535).astype(np.uint16)
 
 
 def _read_png_16bit(path: Path) -> np.ndarray:
@@ -310,7 +386,8 @@ def from_tensor(tensor: torch.Tensor, info: ImageInfo) -> np.ndarray:
     """Turn a model output (1, 3, H, W) or (3, H, W) back into an array like the input.
 
     Values are clamped to [0, 1] and rounded to the original integer type; grayscale inputs
-    get the mean of the three output channels; the saved alpha channel is appended.
+    get the mean of the three output channels; the saved alpha channel is appended. A NaN or
+    infinite value raises ``ValueError``: clamping would hide it as black or white pixels.
     """
     if tensor.dim() == 4:
         if tensor.shape[0] != 1:
@@ -318,7 +395,11 @@ def from_tensor(tensor: torch.Tensor, info: ImageInfo) -> np.ndarray:
         tensor = tensor[0]
     if tensor.dim() != 3 or tensor.shape[0] != 3:
         raise ValueError(f"expected an RGB tensor (3, H, W), got {tuple(tensor.shape)}")
-    image = tensor.detach().float().clamp(0, 1).cpu()
+    image = tensor.detach().float().cpu()
+    if not torch.isfinite(image).all():
+        bad = int((~torch.isfinite(image)).sum())
+        raise ValueError(f"the model output holds {bad} NaN or infinite value(s); the weights may be damaged")
+    image = image.clamp(0, 1)
     image = image.mean(0) if info.grayscale else image.permute(1, 2, 0)
     array = image.numpy()
     if np.issubdtype(info.dtype, np.integer):

@@ -112,6 +112,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     for name, reason in evaluation.failures:
         print(f"derain eval: {name}: {reason}", file=sys.stderr)
+    for name, metric, reason in evaluation.no_value:
+        print(f"derain eval: {name}: no {metric} value: {reason}", file=sys.stderr)
 
     summary = evaluation.summary()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -124,6 +126,7 @@ def run(args: argparse.Namespace) -> int:
         "protocol": args.protocol if args.clean or args.data else None,
         "images": len(evaluation.rows),
         "failed": [{"name": n, "reason": r} for n, r in evaluation.failures],
+        "no_value": [{"name": n, "metric": m, "reason": r} for n, m, r in evaluation.no_value],
         # inf/-inf are written as strings: JSON has no infinity.
         "metrics": {
             m: {**s, "mean": s["mean"] if s["mean"] is None or abs(s["mean"]) != float("inf") else format_value(s["mean"])}

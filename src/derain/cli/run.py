@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+import torch
 from tqdm import tqdm
 
 from ..checkpoint import CheckpointError
@@ -15,7 +16,7 @@ from ..data.pairing import IMAGE_SUFFIXES
 from ..factory import list_models
 from ..imageio import DEFAULT_MAX_PIXELS, ImageReadError, fit_to_format, read_image, write_image
 from ..inference import Deraining
-from ..inference.api import AUTO, PRECISIONS, PROTOCOLS
+from ..inference.api import AUTO, PRECISIONS, PROTOCOLS, resolve_device
 from ..pretrained import DEFAULT_TAG, load_pretrained
 
 OUTPUT_FORMATS = ("png", "tif", "jpg", "webp", "bmp")
@@ -69,7 +70,11 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
 
 
 def load_derainer(args: argparse.Namespace) -> Deraining:
-    """The derainer the options of :func:`add_model_options` describe."""
+    """The derainer the options of :func:`add_model_options` describe; a ``ValueError`` says
+    in one line why it cannot be made."""
+    problem = device_problem(args.device)
+    if problem:
+        raise ValueError(problem)
     if args.weights is None:
         model = load_pretrained(args.pretrained, architecture=args.model)
     else:
@@ -87,7 +92,7 @@ def load_derainer(args: argparse.Namespace) -> Deraining:
 
 
 def collect_inputs(patterns: list[str], recursive: bool) -> tuple[list[tuple[Path, Path]], list[str]]:
-    """(file, output path relative to the output folder without suffix) pairs, and problems.
+    """(file, its path relative to the output folder) pairs, and problems.
 
     Folders contribute their image files (by suffix); files named explicitly are taken as
     they are; anything else is tried as a glob.
@@ -103,16 +108,41 @@ def collect_inputs(patterns: list[str], recursive: bool) -> tuple[list[tuple[Pat
             )
             if not images:
                 problems.append(f"{path}: no images found (suffixes {', '.join(sorted(IMAGE_SUFFIXES))})")
-            found += [(p, p.relative_to(path).with_suffix("")) for p in images]
+            found += [(p, p.relative_to(path)) for p in images]
         elif path.is_file():
-            found.append((path, Path(path.stem)))
+            found.append((path, Path(path.name)))
         else:
             matches = sorted(Path(m) for m in glob.glob(pattern, recursive=recursive))
             files = [m for m in matches if m.is_file()]
             if not files:
                 problems.append(f"{pattern}: no such file or folder, and no file matches it as a glob")
-            found += [(m, Path(m.stem)) for m in files]
+            found += [(m, Path(m.name)) for m in files]
     return found, problems
+
+
+def output_path(folder: Path, relative: Path, suffix: str) -> Path:
+    """Where the result of ``relative`` goes: only the last suffix is replaced, so
+    ``frame.0001.png`` stays ``frame.0001.png`` and image sequences never collide."""
+    return folder / relative.parent / (relative.stem + suffix)
+
+
+def device_problem(device: str) -> str | None:
+    """Why ``--device`` cannot run here, in one line, or ``None``."""
+    try:
+        resolved = resolve_device(device)
+    except RuntimeError as err:
+        return f"--device {device!r} is not a device name ({err}); use cpu, cuda, cuda:N, mps or auto"
+    if resolved.type == "cuda":
+        if torch.version.cuda is None and getattr(torch.version, "hip", None) is None:  # ROCm runs as cuda
+            return (
+                f"--device {device}: this torch {torch.__version__} is built without CUDA; "
+                "use --device cpu, or install a CUDA build of torch"
+            )
+        if not torch.cuda.is_available() or (resolved.index or 0) >= torch.cuda.device_count():
+            return f"--device {device}: no such CUDA GPU here ({torch.cuda.device_count()} found); use --device cpu"
+    if resolved.type == "mps" and not torch.backends.mps.is_available():
+        return f"--device {device}: Apple MPS is not available here; use --device cpu"
+    return None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -123,31 +153,45 @@ def run(args: argparse.Namespace) -> int:
         return 2
 
     jobs, failures = collect_inputs(args.inputs, args.recursive)
+    try:
+        args.output.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        print(f"derain run: error: cannot create the output folder {args.output}: {err.strerror}", file=sys.stderr)
+        return 2
     inputs = {source.resolve() for source, _ in jobs}
     suffix = "." + args.format
     claimed: dict[Path, Path] = {}
     done, started = 0, time.perf_counter()
-    for source, relative in tqdm(jobs, unit="image", desc="derain", disable=None):
-        target = args.output / relative.with_suffix(suffix)
-        if target.resolve() in inputs and not args.overwrite:
-            failures.append(f"{source}: output {target} is an input file; pass --overwrite to replace it")
-            continue
-        if target in claimed:
-            failures.append(f"{source}: output {target} is already written from {claimed[target]}")
-            continue
-        claimed[target] = source
-        try:
-            restored = derainer(read_image(source, max_pixels=args.max_pixels))
-            target.parent.mkdir(parents=True, exist_ok=True)
-            write_image(target, fit_to_format(restored, suffix))
-        except (ImageReadError, ValueError, OSError, RuntimeError) as err:
-            # RuntimeError: out of memory on the device; the next (smaller) image may fit.
-            reason = str(err) if isinstance(err, ImageReadError) else f"{source}: {err}"
-            failures.append(reason)
-            continue
-        done += 1
+    try:
+        for source, relative in tqdm(jobs, unit="image", desc="derain", disable=None):
+            target = output_path(args.output, relative, suffix)
+            if target.resolve() in inputs and not args.overwrite:
+                failures.append(f"{source}: output {target} is an input file; pass --overwrite to replace it")
+                continue
+            if target in claimed:
+                failures.append(f"{source}: output {target} is already written from {claimed[target]}")
+                continue
+            claimed[target] = source
+            try:
+                restored = derainer(read_image(source, max_pixels=args.max_pixels))
+                target.parent.mkdir(parents=True, exist_ok=True)
+                write_image(target, fit_to_format(restored, suffix))
+            except (ImageReadError, ValueError, OSError, RuntimeError) as err:
+                # RuntimeError: out of memory on the device; the next (smaller) image may fit.
+                reason = str(err) if isinstance(err, ImageReadError) else f"{source}: {err}"
+                failures.append(reason)
+                continue
+            done += 1
+    except KeyboardInterrupt:
+        print(f"interrupted: {done} of {len(jobs)} images derained", file=sys.stderr)
+        _print_failures(failures)
+        return 130
     seconds = time.perf_counter() - started
     print(f"derained {done} image(s) in {seconds:.1f} s; {len(failures)} failed", file=sys.stderr)
+    _print_failures(failures)
+    return 1 if failures else 0
+
+
+def _print_failures(failures: list[str]) -> None:
     for failure in failures:
         print(f"  failed: {failure}", file=sys.stderr)
-    return 1 if failures else 0

@@ -51,12 +51,18 @@ def mscn(image: np.ndarray) -> np.ndarray:
 
 
 def aggd_fit(x: np.ndarray) -> tuple[float, float, float]:
-    """Asymmetric generalised Gaussian: shape and the left/right standard deviations."""
+    """Asymmetric generalised Gaussian: shape and the left/right standard deviations.
+
+    A side without samples (a flat block of a real photo) has a NaN deviation, as in pyiqa
+    (``0 / 0`` in torch) and the LIVE code (``mean([])``); the shape search then returns the first
+    shape, as ``argmin`` over NaN does there, and NIQE leaves the block out of its fit.
+    """
     left, right = x[x < 0], x[x > 0]
-    left_std = math.sqrt(np.mean(left * left)) if left.size else 0.0
-    right_std = math.sqrt(np.mean(right * right)) if right.size else 0.0
-    gamma_hat = left_std / right_std
-    r_hat = np.mean(np.abs(x)) ** 2 / np.mean(x * x)
+    left_std = math.sqrt(np.mean(left * left)) if left.size else math.nan
+    right_std = math.sqrt(np.mean(right * right)) if right.size else math.nan
+    with np.errstate(divide="ignore", invalid="ignore"):
+        gamma_hat = np.float64(left_std) / right_std
+        r_hat = np.mean(np.abs(x)) ** 2 / np.mean(x * x)
     r_hat_norm = r_hat * (gamma_hat**3 + 1) * (gamma_hat + 1) / (gamma_hat**2 + 1) ** 2
     shape = float(_SHAPES[np.argmin(np.abs(_AGGD_RATIO - r_hat_norm))])
     return shape, left_std, right_std

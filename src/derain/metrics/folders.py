@@ -24,11 +24,12 @@ METRICS = FULL_REFERENCE + NO_REFERENCE
 
 @dataclass
 class Evaluation:
-    """Per-image values (``None`` = the protocol gives no value), failures and per-metric means."""
+    """Per-image values (``None`` = no value), failures, why values are missing, per-metric means."""
 
     metrics: tuple[str, ...]
     rows: list[dict] = field(default_factory=list)
     failures: list[tuple[str, str]] = field(default_factory=list)  # (name, reason)
+    no_value: list[tuple[str, str, str]] = field(default_factory=list)  # (name, metric, reason)
 
     def summary(self) -> dict[str, dict]:
         """``{metric: {"mean": float | None, "count": int, "no_value": int}}``; like the MATLAB
@@ -51,8 +52,13 @@ def _read_8bit(path: Path, why: str) -> np.ndarray:
     return image
 
 
-def _evaluate_one(job: tuple[str, Path, Path | None, str, tuple[str, ...]]) -> tuple[str, dict | None, str | None]:
-    """One image's values, or the reason it failed (never raises, so one bad file spares the rest)."""
+def _evaluate_one(
+    job: tuple[str, Path, Path | None, str, tuple[str, ...]],
+) -> tuple[str, dict | None, str | None, list[tuple[str, str]]]:
+    """One image's values, or the reason it failed, and (metric, reason) for each value it has not.
+
+    Never raises for a bad file or a degenerate image, so one of them spares the rest.
+    """
     name, restored_path, clean_path, protocol, metrics = job
     why = f"the {protocol} protocol fixes the peak at 255" if clean_path else "NIQE/BRISQUE models are fit to 8-bit images"
     try:
@@ -66,13 +72,20 @@ def _evaluate_one(job: tuple[str, Path, Path | None, str, tuple[str, ...]]) -> t
                     f"{clean_path} is {clean.shape[0]}x{clean.shape[1]}"
                 )
             row["psnr"], row["ssim"] = psnr_ssim_matlab(restored, clean, protocol)
-        if "niqe" in metrics:
-            row["niqe"] = niqe(restored)
-        if "brisque" in metrics:
-            row["brisque"] = brisque(restored)
-        return name, {m: row.get(m) for m in ("name",) + metrics}, None
     except (ImageReadError, ValueError, OSError) as err:
-        return name, None, str(err)
+        return name, None, str(err), []
+    missing = []
+    for metric, score in (("niqe", niqe), ("brisque", brisque)):
+        if metric not in metrics:
+            continue
+        try:
+            row[metric] = float(score(restored))
+            if not math.isfinite(row[metric]):
+                raise ValueError(f"the score is {row[metric]}")
+        except (ValueError, ArithmeticError) as err:  # a degenerate image, e.g. without texture
+            row[metric] = None
+            missing.append((metric, str(err)))
+    return name, {m: row.get(m) for m in ("name",) + metrics}, None, missing
 
 
 def evaluate_folders(
@@ -115,11 +128,12 @@ def evaluate_folders(
             results = list(tqdm(results, total=len(jobs), disable=not progress, unit="img"))
     else:
         results = [_evaluate_one(job) for job in tqdm(jobs, disable=not progress, unit="img")]
-    for name, row, error in results:
+    for name, row, error, missing in results:
         if error is None:
             evaluation.rows.append(row)
         else:
             evaluation.failures.append((name, error))
+        evaluation.no_value += [(name, metric, reason) for metric, reason in missing]
     return evaluation
 
 

@@ -65,8 +65,14 @@ def niqe(image: np.ndarray) -> float:
         [_scale_features(gray, BLOCK), _scale_features(imresize_half(gray), BLOCK // 2)], axis=1
     )
     # Blocks without texture give NaN features; MATLAB's nanmean/nancov skip them.
+    textured = features[~np.isnan(features).any(axis=1)]
+    if len(textured) < 2:
+        raise ValueError(
+            f"NIQE is undefined: {len(textured)} of {len(features)} {BLOCK}x{BLOCK} blocks have texture "
+            "(at least two are needed to fit the model)"
+        )
     mu = np.nanmean(features, axis=0)
-    cov = np.cov(features[~np.isnan(features).any(axis=1)], rowvar=False)
+    cov = np.cov(textured, rowvar=False)
     mu_pristine, cov_pristine = _pristine_model()
     diff = mu_pristine - mu
     return float(np.sqrt(diff @ np.linalg.pinv((cov_pristine + cov) / 2) @ diff))

@@ -167,7 +167,9 @@ def load_config(
         if not path.is_file():
             raise ConfigError(f"config file not found: {path}")
         try:
-            raw = yaml.safe_load(path.read_text()) or {}
+            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except UnicodeDecodeError as err:
+            raise ConfigError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
         except yaml.YAMLError as err:
             raise ConfigError(f"{path}: not valid YAML ({err})") from err
         where = str(path)
@@ -296,6 +298,7 @@ def _check(config: Config, check_paths: bool) -> None:
             f"model.config.{unknown[0]} is not an argument of {model.name} "
             f"(it takes {', '.join(arguments)})"
         )
+    _check_model_config(model.name, model.config)
     if not train.run_dir:
         raise ConfigError("train.run_dir is required (the folder for checkpoints and logs)")
     if (train.iterations is None) == (train.epochs is None):
@@ -326,6 +329,7 @@ def _check(config: Config, check_paths: bool) -> None:
         lengths = {len(schedule.periods), len(schedule.restart_weights), len(schedule.eta_mins)}
         if len(lengths) != 1 or not schedule.periods:
             raise ConfigError("schedule.periods, restart_weights and eta_mins must be non-empty lists of one length")
+    _check_values(config)
     if schedule.name == "warmup_cosine" and train.epochs is None:
         raise ConfigError("schedule.name warmup_cosine is per epoch: set train.epochs, not train.iterations")
     if check_paths:
@@ -335,3 +339,60 @@ def _check(config: Config, check_paths: bool) -> None:
                     raise ConfigError(f"data.{key}: folder not found: {folder}")
         if model.init is not None and not Path(model.init).is_file():
             raise ConfigError(f"model.init: checkpoint not found: {model.init}")
+
+
+def _check_model_config(name: str, values: Mapping[str, Any]) -> None:
+    """Positive numbers, then a build on the meta device (no memory) for what only the model knows."""
+    import torch
+
+    from ..checkpoint import LARGEST_CONFIG_NUMBER, MODEL_BUILD_ERRORS, argument_type_problem, implausibly_large
+    from ..registry import build, model_class
+
+    arguments = inspect.signature(model_class(name)).parameters
+    for key, value in values.items():
+        problem = argument_type_problem(value, arguments[key].default)
+        if problem:
+            raise ConfigError(f"model.config.{key} {problem}")
+        for number in value if isinstance(value, (list, tuple)) else [value]:
+            if isinstance(number, (int, float)) and not isinstance(number, bool) and not number > 0:
+                raise ConfigError(f"model.config.{key} must be positive, got {value}")
+    too_large = implausibly_large(values)
+    if too_large:
+        raise ConfigError(f"model.config.{too_large[0]} is {too_large[1]}, over {LARGEST_CONFIG_NUMBER}")
+    try:
+        with torch.device("meta"):
+            build(name, **values)
+    except MODEL_BUILD_ERRORS as err:
+        raise ConfigError(f"model.config does not build a {name}: {type(err).__name__}: {err}") from None
+
+
+# Numbers that torch would take silently and train wrongly with: (dotted key, lowest, whether the
+# lowest is allowed). ``not value > low`` also refuses NaN.
+_BOUNDS = (
+    ("optim.lr", 0, True),  # 0 freezes the weights, as tests of the loop do
+    ("optim.eps", 0, False),
+    ("optim.weight_decay", 0, True),
+    ("optim.grad_clip", 0, False),  # 0 clips every gradient to nothing
+    ("schedule.periods", 1, True),
+    ("schedule.restart_weights", 0, True),
+    ("schedule.eta_mins", 0, True),
+    ("schedule.warmup_epochs", 0, True),
+    ("schedule.eta_min", 0, True),
+    ("loss.edge_weight", 0, True),
+    ("loss.fft_weight", 0, True),
+    ("data.val_crop", 1, True),
+    ("train.device_batch_size", 1, True),
+    ("train.early_stop_patience", 1, True),
+)
+
+
+def _check_values(config: Config) -> None:
+    for key, low, inclusive in _BOUNDS:
+        section, name = key.split(".")
+        value = getattr(getattr(config, section), name)
+        for number in value if isinstance(value, list) else [value]:
+            if number is not None and not (number >= low if inclusive else number > low):
+                relation = f"at least {low}" if inclusive else f"greater than {low}"
+                raise ConfigError(f"{key} must be {relation}, got {value}")
+    if not all(0 <= beta < 1 for beta in config.optim.betas):
+        raise ConfigError(f"optim.betas must lie in [0, 1), got {config.optim.betas}")

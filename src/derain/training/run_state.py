@@ -25,6 +25,10 @@ from ..files import atomic_write
 _STATE = re.compile(r"step_(\d{8})\.state\.pt")
 
 
+class CheckpointWriteError(RuntimeError):
+    """A checkpoint that could not be written (full disk, no permission); the older ones are intact."""
+
+
 def checkpoint_paths(run_dir: str | Path, step: int) -> dict[str, Path]:
     folder = Path(run_dir) / "checkpoints"
     stem = f"step_{step:08d}"
@@ -46,15 +50,22 @@ def save_checkpoint(
     ema: nn.Module | None = None,
     keep_last: int,
 ) -> Path:
-    """Write the checkpoint of ``step`` and delete all but the ``keep_last`` newest ones."""
+    """Write the checkpoint of ``step`` and delete all but the ``keep_last`` newest ones.
+
+    Raises :class:`CheckpointWriteError` naming the step and the run folder if the disk is
+    full or not writable; the older checkpoints are kept, so ``--resume`` works once it is fixed.
+    """
     paths = checkpoint_paths(run_dir, step)
-    paths["state"].parent.mkdir(parents=True, exist_ok=True)
-    save_weights(paths["weights"], model, name, model_config)
-    if ema is not None:
-        save_weights(paths["ema"], ema, name, model_config)
-    full_state = {"step": step, "model": name, "model_config": dict(model_config), "rng": rng_states(), **state}
-    with atomic_write(paths["state"]) as tmp:
-        torch.save(full_state, tmp)
+    try:
+        paths["state"].parent.mkdir(parents=True, exist_ok=True)
+        save_weights(paths["weights"], model, name, model_config)
+        if ema is not None:
+            save_weights(paths["ema"], ema, name, model_config)
+        full_state = {"step": step, "model": name, "model_config": dict(model_config), "rng": rng_states(), **state}
+        with atomic_write(paths["state"]) as tmp:
+            torch.save(full_state, tmp)
+    except OSError as err:
+        raise CheckpointWriteError(f"cannot write checkpoint step {step}: {err.strerror or err} ({run_dir})") from err
     for old in list_checkpoints(run_dir)[:-keep_last]:
         for path in checkpoint_paths(run_dir, old).values():
             path.unlink(missing_ok=True)
