@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import warnings
 from pathlib import Path
 from typing import TypeVar
 
@@ -16,6 +17,8 @@ from ..factory import list_models, model_card
 from ..imageio import array_from_pil, from_tensor, to_tensor
 from ..pretrained import DEFAULT_TAG, load_pretrained
 from ..registry import ModelCard, card_of, unknown_card
+from . import memory
+from .padding import padded_size
 from .protocols import OFFICIAL_PROTOCOLS
 from .tiling import run_padded, tiled_forward
 
@@ -35,7 +38,7 @@ def resolve_device(device: str | torch.device) -> torch.device:
     return torch.device("cpu")
 
 
-AUTO = "auto"  # tile: the model card's advice (ModelCard.tile, ModelCard.overlap)
+AUTO = "auto"  # tile: as large as the free memory allows, at least the model card's (ModelCard.tile)
 
 
 def inference_card(model: nn.Module) -> ModelCard:
@@ -50,15 +53,19 @@ class Deraining:
         model: a module, or a registered name. With only ``weights``, the architecture is
             detected; with neither, derain's default pretrained model is used.
         weights: a checkpoint file, loaded with :func:`derain.load_checkpoint`.
-        tile: tile side in pixels, ``None`` for whole images (memory grows with the image), or
-            ``"auto"``: the model card's advice (256 for every registered model; whole images
-            under the official protocol, as the official scripts run them).
+        tile: tile side in pixels, honoured exactly; ``None`` for whole images (memory grows
+            with the image); or ``"auto"``: the largest tile the free memory holds (measured
+            per image, :mod:`derain.inference.memory`), at least the card's (256 for every
+            registered model), halved and retried on an out-of-memory error; whole images
+            under the official protocol, as the official scripts run them.
         overlap: pixels shared by neighbouring tiles, blended linearly; ``None``: the card's.
         device: ``"cpu"``, ``"cuda"``, ``"auto"``...; tiles run there, full images stay on the CPU.
         precision: ``"fp32"``, ``"fp16"`` or ``"bf16"`` (autocast).
         batch_size: tiles per forward pass; 1 for models whose batch items interact.
         protocol: ``"blended"`` (derain's padding and blended tiles) or ``"official"``
             (the paper's test procedure, see :mod:`derain.inference.protocols`).
+        progress: a progress bar over the tiles of each image: ``None`` shows it for images
+            of many tiles when stderr is a terminal, ``True`` always, ``False`` never.
 
     Example:
         >>> derainer = Deraining("drsformer", weights="drsformer_rain200h.pth", tile=512)  # doctest: +SKIP
@@ -76,6 +83,7 @@ class Deraining:
         precision: str = "fp32",
         batch_size: int = 1,
         protocol: str = "blended",
+        progress: bool | None = None,
     ):
         if weights is not None:
             model = load_checkpoint(weights, model)
@@ -101,8 +109,15 @@ class Deraining:
             raise ValueError(f"tile must be a number of pixels, None or {AUTO!r}, got {tile!r}")
         self.device = resolve_device(device)
         self.model = model.eval().to(self.device)
-        # "auto" under the official protocol is the official script's default: whole images
-        self.tile = (None if protocol == "official" else card.tile) if tile == AUTO else tile
+        # "auto" under the official protocol is the official script's default: whole images;
+        # a module without a card has no tile advice, so it runs whole images as before.
+        if tile == AUTO and (protocol == "official" or card.tile is None):
+            tile = None
+        self.tile = tile
+        self.last_tile: int | None = None  # the tile "auto" chose for the latest image
+        self._tile_cap: int | None = None  # after an out-of-memory error: never above this
+        self._warned = False
+        self.progress = progress
         self.overlap = card.overlap if overlap is None else overlap
         self.protocol = protocol
         self.precision = precision
@@ -128,18 +143,63 @@ class Deraining:
                 restored = run_padded(
                     self.model, x.to(self.device), self.card.size_multiple, min_size=self.card.min_size
                 )
+            elif self.tile == AUTO:
+                restored = self._restore_memory_aware(x.cpu())
             else:
-                restored = tiled_forward(
-                    self.model,
-                    x.cpu(),
-                    self.tile,
-                    self.overlap,
-                    self.card.size_multiple,
-                    min_size=self.card.min_size,
-                    batch_size=self.batch_size,
-                    device=self.device,
-                )
+                restored = self._tiled(x.cpu(), self.tile)
         return restored.float().clamp_(0, 1).to(rainy.device)
+
+    def _tiled(self, x: torch.Tensor, tile: int) -> torch.Tensor:
+        return tiled_forward(
+            self.model,
+            x,
+            tile,
+            self.overlap,
+            self.card.size_multiple,
+            min_size=self.card.min_size,
+            batch_size=self.batch_size,
+            device=self.device,
+            progress=self.progress,
+        )
+
+    def auto_tile(self, x: torch.Tensor) -> int:
+        """The tile ``"auto"`` uses for ``x`` (N, 3, H, W): what the free memory holds now,
+        no larger than the image or than a tile that ran out of memory before."""
+        per_pixel = memory.bytes_per_pixel(self.model, self.card, self.device, self.precision, self._autocast)
+        tile = memory.choose_tile(
+            memory.available_memory(self.device),
+            per_pixel,
+            self.card,
+            batch_size=self.batch_size,
+            image_pixels=x.shape[0] * x.shape[-2] * x.shape[-1],
+            device_type=self.device.type,
+        )
+        # A tile beyond the image is the whole image: start halving from there.
+        whole = padded_size(max(x.shape[-2:]), self.card.size_multiple, self.card.min_size)
+        tile = min(tile, max(whole, self.card.tile))
+        return tile if self._tile_cap is None else min(tile, self._tile_cap)
+
+    def _restore_memory_aware(self, x: torch.Tensor) -> torch.Tensor:
+        """Tiles of :meth:`auto_tile`; on an out-of-memory error, half the tile and the same image again."""
+        tile = self.auto_tile(x)
+        while True:
+            self.last_tile = tile
+            try:
+                return self._tiled(x, tile)
+            except RuntimeError as err:
+                smaller = memory.halved_tile(tile, self.card, self.overlap) if memory.is_out_of_memory(err) else None
+                if smaller is None:
+                    raise
+            memory.release_cached_memory(self.device)
+            if not self._warned:
+                warnings.warn(
+                    f"{self.card.name}: out of memory on {self.device} with {tile}-pixel tiles; "
+                    f"retrying with {smaller} (pass a tile to fix the size)",
+                    RuntimeWarning,
+                    stacklevel=4,
+                )
+                self._warned = True
+            self._tile_cap = tile = smaller
 
     def __call__(self, image: ImageLike) -> ImageLike:
         """Derain one image and return the same kind: array, PIL image or tensor.
@@ -179,6 +239,7 @@ def derain(
     device: str | torch.device = "auto",
     precision: str = "fp32",
     protocol: str = "blended",
+    progress: bool | None = None,
 ) -> ImageLike:
     """Derain one image (array, PIL image or tensor) and return the same kind.
 
@@ -186,5 +247,6 @@ def derain(
     See :class:`Deraining` for the arguments.
     """
     return Deraining(
-        model, weights, tile=tile, overlap=overlap, device=device, precision=precision, protocol=protocol
+        model, weights, tile=tile, overlap=overlap, device=device, precision=precision, protocol=protocol,
+        progress=progress,
     )(image)

@@ -11,8 +11,11 @@ from typing import Sequence
 
 import torch
 from torch import nn
+from tqdm import tqdm
 
 from .padding import pad_to_multiple
+
+MANY_TILES = 16  # images with at least this many tile batches get a progress bar (progress=None)
 
 
 def first_output(output: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
@@ -66,6 +69,7 @@ def tiled_forward(
     min_size: int = 1,
     batch_size: int = 1,
     device: torch.device | str | None = None,
+    progress: bool | None = False,
 ) -> torch.Tensor:
     """Restore ``x`` (N, 3, H, W) tile by tile and blend the overlaps with linear ramps.
 
@@ -74,7 +78,8 @@ def tiled_forward(
     ``batch_size`` tiles, cropped back and accumulated with weights that fall to near zero
     across the ``overlap`` band, then divided by the weight sum. An identity model
     therefore returns ``x`` for any tile, overlap and size. The result is on ``x``'s device
-    and dtype.
+    and dtype. ``progress``: a bar over the tile batches on stderr; ``None`` shows it when
+    there are at least :data:`MANY_TILES` of them and stderr is a terminal.
     """
     if x.dim() != 4:
         raise ValueError(f"expected an (N, C, H, W) tensor, got shape {tuple(x.shape)}")
@@ -92,20 +97,25 @@ def tiled_forward(
     ]
     restored = torch.zeros_like(x)
     weight_sum = torch.zeros((1, 1, height, width), dtype=x.dtype, device=x.device)
-    for image in range(x.shape[0]):
-        for first in range(0, len(boxes), batch_size):
-            batch = boxes[first : first + batch_size]
-            tiles = torch.cat(
-                [x[image : image + 1, :, t : t + tile_h, l : l + tile_w] for t, l in batch]
-            )
-            outputs = run_padded(model, tiles.to(device), multiple, min_size=min_size)
-            outputs = outputs.to(x.device, x.dtype)
-            for (top, left), output in zip(batch, outputs):
-                weight = torch.outer(
-                    _ramp(tile_h, overlap, top > 0, top + tile_h < height),
-                    _ramp(tile_w, overlap, left > 0, left + tile_w < width),
-                ).to(x.device, x.dtype)
-                restored[image, :, top : top + tile_h, left : left + tile_w] += output * weight
-                if image == 0:
-                    weight_sum[0, 0, top : top + tile_h, left : left + tile_w] += weight
+    batches = x.shape[0] * -(-len(boxes) // batch_size)
+    # tqdm's disable=None: shown only on a terminal
+    disable = (batches < MANY_TILES or None) if progress is None else not progress
+    with tqdm(total=batches, unit="tile", desc="tiles", leave=False, disable=disable) as bar:
+        for image in range(x.shape[0]):
+            for first in range(0, len(boxes), batch_size):
+                batch = boxes[first : first + batch_size]
+                tiles = torch.cat(
+                    [x[image : image + 1, :, t : t + tile_h, l : l + tile_w] for t, l in batch]
+                )
+                outputs = run_padded(model, tiles.to(device), multiple, min_size=min_size)
+                outputs = outputs.to(x.device, x.dtype)
+                for (top, left), output in zip(batch, outputs):
+                    weight = torch.outer(
+                        _ramp(tile_h, overlap, top > 0, top + tile_h < height),
+                        _ramp(tile_w, overlap, left > 0, left + tile_w < width),
+                    ).to(x.device, x.dtype)
+                    restored[image, :, top : top + tile_h, left : left + tile_w] += output * weight
+                    if image == 0:
+                        weight_sum[0, 0, top : top + tile_h, left : left + tile_w] += weight
+                bar.update()
     return restored.div_(weight_sum)
