@@ -82,3 +82,20 @@ def test_export_errors(tmp_path, weights, capsys):
     argv = ["export", "drsformer", "--format", "torchscript", "-o", str(tmp_path / "m.pt")]
     assert cli(argv + ["--weights", str(weights), "--size", "30"]) == 2
     assert "--size 30 must be a multiple of 8" in capsys.readouterr().err
+
+
+def test_a_shipped_pretrained_tag_exports_like_a_file(tmp_path, capsys):
+    output = tmp_path / "derain-synth.pt"
+    assert cli(["export", "drsformer", "--weights", "derain-synth", "--format", "torchscript",
+                "-o", str(output), "--size", "32"]) == 0
+    assert "parity 48x40" in capsys.readouterr().out
+    x = torch.rand(1, 3, 32, 40)
+    with torch.no_grad():
+        expected = derain.create_model("drsformer", pretrained="derain-synth")(x)
+        torch.testing.assert_close(torch.jit.load(str(output))(x), expected, atol=1e-5, rtol=0)
+
+
+def test_a_pretrained_tag_of_another_architecture_is_refused(tmp_path, capsys):
+    assert cli(["export", "dmsr", "--weights", "derain-synth", "--format", "torchscript",
+                "-o", str(tmp_path / "m.pt")]) == 2
+    assert "pretrained weights 'derain-synth' are for 'drsformer', not 'dmsr'" in capsys.readouterr().err

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .. import pretrained
 from ..checkpoint import CheckpointError, load_checkpoint
 from ..inference import first_output, inference_card
 from ..factory import list_models
@@ -85,7 +86,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Export a checkpoint to ONNX or TorchScript and check it against PyTorch.",
     )
     parser.add_argument("name", choices=list_models(), metavar="NAME", help="architecture")
-    parser.add_argument("--weights", type=Path, required=True, help="checkpoint file")
+    parser.add_argument(
+        "--weights", required=True, metavar="FILE_OR_TAG",
+        help=f"checkpoint file, or the tag of weights shipped with derain (e.g. {pretrained.DEFAULT_TAG}; derain models lists them)",
+    )
     parser.add_argument("--format", choices=("onnx", "torchscript"), required=True)
     parser.add_argument("-o", "--output", type=Path, required=True, help="file to write")
     parser.add_argument(
@@ -95,10 +99,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
+def load_weights(weights: str, name: str) -> nn.Module:
+    """``weights`` as a checkpoint file, or as a shipped pretrained tag when no such file exists:
+    a newcomer's first export is of the weights that came with derain."""
+    if not Path(weights).exists() and weights in pretrained.catalogue().cards:
+        return pretrained.load_pretrained(weights, architecture=name)
+    return load_checkpoint(Path(weights), name)
+
+
 def run(args: argparse.Namespace) -> int:
     try:
-        model = load_checkpoint(args.weights, args.name).cpu()
-    except CheckpointError as err:
+        model = load_weights(args.weights, args.name).cpu()
+    except (CheckpointError, pretrained.PretrainedError) as err:
         print(f"derain export: error: {err}", file=sys.stderr)
         return 2
     card = inference_card(model)
