@@ -141,3 +141,27 @@ def test_the_brisque_model_ships_with_the_live_copyright_notice():
     assert "Copyright (c) 2011 The University of Texas at Austin" in notice
     assert "COPYRIGHT NOTICE ENDS WITH THIS LINE" in notice
     assert "LICENSE-LIVE-BRISQUE.txt" in data.joinpath("NOTICE.md").read_text()
+
+
+def test_without_out_each_eval_gets_a_fresh_folder_beside_the_restored_images(folders, capsys):
+    restored, clean, _ = folders
+    assert _run("--restored", str(restored), "--clean", str(clean)) == 0
+    assert _run("--restored", str(restored), "--clean", str(clean), "--metrics", "psnr") == 0
+    first, second = restored.parent / "restored_eval", restored.parent / "restored_eval-2"
+    assert list(_csv(first / "metrics.csv")["chelsea_noise"]) == ["name", "psnr", "ssim"]
+    assert list(_csv(second / "metrics.csv")["chelsea_noise"]) == ["name", "psnr"]  # the first is kept
+    out = capsys.readouterr().out
+    assert f"wrote {first / 'metrics.csv'} and {first / 'summary.json'}" in out
+    assert f"{second / 'summary.json'}" in out
+
+
+def test_without_out_a_dataset_eval_goes_to_a_new_folder_here(tmp_path, weights, monkeypatch):
+    data = tmp_path / "Rain200H"
+    for side in ("input", "target"):
+        (data / side).mkdir(parents=True)
+        shutil.copy(REF / PAIRS["chelsea_noise"]["gt"], data / side / "im1.png")
+    monkeypatch.chdir(tmp_path)
+    for _ in range(2):
+        assert _run(str(data), "--weights", str(weights), "--device", "cpu") == 0
+    assert (tmp_path / "eval-Rain200H" / "summary.json").is_file()
+    assert (tmp_path / "eval-Rain200H-2" / "summary.json").is_file()

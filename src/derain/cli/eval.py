@@ -39,7 +39,10 @@ def register(subparsers) -> None:
         "--inference", choices=INFERENCE_PROTOCOLS, default="blended",
         help="on DATA_DIR: derain's blended tiles (default) or the paper's own test procedure",
     )
-    parser.add_argument("--tile", type=int, help="on DATA_DIR: tile side (default: the model card's; 0: whole images)")
+    parser.add_argument(
+        "--tile", type=int,
+        help="on DATA_DIR: tile side (default: what free memory holds, at least the model card's; 0: whole images)",
+    )
     parser.add_argument("--overlap", type=int, help="on DATA_DIR: pixels shared by tiles (default: the model card's)")
     parser.add_argument("--device", default="auto", help="on DATA_DIR: cpu, cuda, cuda:1 or auto (default)")
     parser.add_argument("--clean", type=Path, help="folder of clean (ground-truth) images, or a video")
@@ -57,7 +60,11 @@ def register(subparsers) -> None:
         "--pairing", choices=("stem", "sorted"), default="stem",
         help="pair by file name (default) or by position in the sorted listings, as the official scripts do",
     )
-    parser.add_argument("--out", type=Path, default=Path("."), help="folder for metrics.csv and summary.json (default: .)")
+    parser.add_argument(
+        "--out", type=Path,
+        help="folder for metrics.csv and summary.json (default: a new folder beside --restored, "
+        "RESTORED_eval, or eval-DATA in the current folder; numbered, never an earlier one)",
+    )
     parser.add_argument("--workers", type=int, default=1, help="parallel processes (default: 1)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.set_defaults(func=run)
@@ -104,6 +111,26 @@ def _evaluate(args: argparse.Namespace):
     return evaluate(derainer, args.data, metrics=metrics, protocol=args.protocol, progress=not args.no_progress)
 
 
+def fresh_folder(args: argparse.Namespace) -> Path:
+    """A new folder for the results: ``RESTORED_eval`` beside the restored images, or
+    ``eval-DATA`` in the current folder (the images of DATA_DIR are not written anywhere),
+    numbered ``-2``, ``-3``... so that a second evaluation never overwrites the first."""
+    evaluated = args.restored if args.restored is not None else args.data
+    name = (evaluated if evaluated.name else evaluated.resolve()).name
+    if args.restored is not None:
+        base = evaluated.parent / f"{Path(name).stem if evaluated.is_file() else name}_eval"
+    else:
+        base = Path(f"eval-{name}")
+    number = 1
+    while True:
+        folder = base if number == 1 else base.with_name(f"{base.name}-{number}")
+        try:
+            folder.mkdir(parents=True)
+            return folder
+        except FileExistsError:
+            number += 1
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         evaluation = _evaluate(args)
@@ -116,6 +143,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"derain eval: {name}: no {metric} value: {reason}", file=sys.stderr)
 
     summary = evaluation.summary()
+    if args.out is None:
+        args.out = fresh_folder(args)
     args.out.mkdir(parents=True, exist_ok=True)
     _write_csv(args.out / "metrics.csv", evaluation)
     record = {
@@ -135,4 +164,5 @@ def run(args: argparse.Namespace) -> int:
     }
     (args.out / "summary.json").write_text(json.dumps(record, indent=2) + "\n")
     _print_table(summary, len(evaluation.rows), len(evaluation.failures))
+    print(f"wrote {args.out / 'metrics.csv'} and {args.out / 'summary.json'}")
     return 1 if evaluation.failures else 0
