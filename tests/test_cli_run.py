@@ -252,3 +252,18 @@ def test_a_folder_of_damaged_and_hostile_files_next_to_good_ones(tmp_path, weigh
     for name, reason in bad.items():
         assert f"{folder / name}: {reason}" in err, name
     assert sorted(p.name for p in out.iterdir()) == good
+
+
+def test_a_folder_with_sub_folders_says_what_it_skipped(tmp_path, weights, capsys):
+    folder = tmp_path / "trip"
+    for path in ("day1/a.png", "day1/b.jpg", "day2/c.png", "top.png"):
+        (folder / path).parent.mkdir(parents=True, exist_ok=True)
+        write_image(folder / path, np.zeros((8, 8, 3), np.uint8))
+    argv = ["run", str(folder), "-o", str(tmp_path / "out"), "--weights", str(weights), "--device", "cpu"]
+    assert cli(run_command, argv) == 0
+    err = capsys.readouterr().err
+    assert f"{folder}: skipped 2 sub-folder(s) holding 3 image(s); pass --recursive to derain them too" in err
+    assert "derained 1 image(s)" in err
+    assert cli(run_command, argv + ["--recursive"]) == 0
+    err = capsys.readouterr().err
+    assert "skipped" not in err and "derained 4 image(s)" in err

@@ -80,7 +80,7 @@ def test_an_out_of_memory_error_halves_the_tile_and_gives_the_output_of_that_til
     failing = OutOfMemoryAbove(model, limit=200)
     x = torch.rand(1, 3, 300, 260, generator=torch.Generator().manual_seed(1))
     derainer = Deraining(failing, device="cpu")
-    with pytest.warns(RuntimeWarning, match="out of memory on cpu with 304-pixel tiles; retrying with 152"):
+    with pytest.warns(memory.TileWarning, match="out of memory on cpu with 304-pixel tiles; retrying with 152"):
         restored = derainer.restore(x)
     assert derainer.last_tile == 152
     expected = Deraining(model, device="cpu", tile=152).restore(x)
@@ -154,3 +154,11 @@ def test_a_progress_bar_over_the_tiles_when_asked(capsys):
     assert capsys.readouterr().err == ""
     tiled_forward(lambda t: t, x, tile=32, overlap=8, progress=None)  # few tiles, not a terminal
     assert capsys.readouterr().err == ""
+
+
+def test_the_command_prints_derains_warnings_as_one_line():
+    from derain.cli import main
+
+    line = main._one_line("out of memory on cpu with 304-pixel tiles", memory.TileWarning, "/x/api.py", 9)
+    assert line == "derain: warning: out of memory on cpu with 304-pixel tiles\n"
+    assert "/x/api.py:9" in main._one_line("old", DeprecationWarning, "/x/api.py", 9)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 
 from .. import cpu
 
@@ -21,8 +22,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(message, category, filename, lineno, line=None) -> str:
+    """derain's own warnings (a smaller tile after running out of memory...) as one line on
+    stderr, without the source path and line Python adds for programmers."""
+    if category.__module__.startswith("derain."):
+        return f"derain: warning: {message}\n"
+    return _python_format(message, category, filename, lineno, line)
+
+
+_python_format = warnings.formatwarning
+
+
 def main(argv: list[str] | None = None) -> int:
     cpu.tune()  # the command owns its process; before the sub-commands import torch
+    warnings.formatwarning = _one_line
     args = build_parser().parse_args(argv)
     return args.func(args)
 

@@ -54,7 +54,8 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--tile",
         type=int,
-        help="tile side in pixels (default: the model card's, 256; whole images with --protocol official); "
+        help="tile side in pixels, used exactly (default: the largest that free memory holds, at least the "
+        "model card's 256, halved on out-of-memory; whole images with --protocol official); "
         "0: whole images, memory grows with the image",
     )
     parser.add_argument("--overlap", type=int, help="pixels shared by tiles (default: the model card's)")
@@ -120,6 +121,25 @@ def collect_inputs(patterns: list[str], recursive: bool) -> tuple[list[tuple[Pat
     return found, problems
 
 
+def skipped_subfolders(patterns: list[str], recursive: bool) -> list[str]:
+    """One line for each input folder whose sub-folders are left out, so that a newcomer
+    whose photos sit in sub-folders learns why they were not derained."""
+    if recursive:
+        return []
+    notes = []
+    for folder in (Path(p) for p in patterns if Path(p).is_dir()):
+        subfolders = [p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")]
+        if subfolders:
+            images = sum(
+                1 for sub in subfolders for p in sub.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+            )
+            notes.append(
+                f"{folder}: skipped {len(subfolders)} sub-folder(s) holding {images} image(s); "
+                "pass --recursive to derain them too"
+            )
+    return notes
+
+
 def output_path(folder: Path, relative: Path, suffix: str) -> Path:
     """Where the result of ``relative`` goes: only the last suffix is replaced, so
     ``frame.0001.png`` stays ``frame.0001.png`` and image sequences never collide."""
@@ -153,6 +173,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
 
     jobs, failures = collect_inputs(args.inputs, args.recursive)
+    for note in skipped_subfolders(args.inputs, args.recursive):
+        print(f"derain run: {note}", file=sys.stderr)
     try:
         args.output.mkdir(parents=True, exist_ok=True)
     except OSError as err:

@@ -195,7 +195,7 @@ class Deraining:
                 warnings.warn(
                     f"{self.card.name}: out of memory on {self.device} with {tile}-pixel tiles; "
                     f"retrying with {smaller} (pass a tile to fix the size)",
-                    RuntimeWarning,
+                    memory.TileWarning,
                     stacklevel=4,
                 )
                 self._warned = True

@@ -28,6 +28,10 @@ MIN_TILE = 64  # the halving after out-of-memory errors stops here (or at the ca
 MEMORY_FRACTION = {"cuda": 0.7, "cpu": 0.5}
 FULL_IMAGE_BYTES_PER_PIXEL = 7 * 4  # on the CPU: input, restored sum and weight sum, float32
 
+class TileWarning(RuntimeWarning):
+    """The tile ``"auto"`` chose ran out of memory and a smaller one is used."""
+
+
 _measured: weakref.WeakKeyDictionary[nn.Module, dict[tuple[str, str], float]] = weakref.WeakKeyDictionary()
 
 
