@@ -111,6 +111,9 @@ def _evaluate(args: argparse.Namespace):
     return evaluate(derainer, args.data, metrics=metrics, protocol=args.protocol, progress=not args.no_progress)
 
 
+GENERIC_NAMES = {"test", "train", "val", "valid", "validation", "input", "testing", "training"}
+
+
 def fresh_folder(args: argparse.Namespace) -> Path:
     """A new folder for the results: ``RESTORED_eval`` beside the restored images, or
     ``eval-DATA`` in the current folder (the images of DATA_DIR are not written anywhere),
@@ -119,8 +122,9 @@ def fresh_folder(args: argparse.Namespace) -> Path:
     name = (evaluated if evaluated.name else evaluated.resolve()).name
     if args.restored is not None:
         base = evaluated.parent / f"{Path(name).stem if evaluated.is_file() else name}_eval"
-    else:
-        base = Path(f"eval-{name}")
+    else:  # Rain200H/test: eval-Rain200H-test rather than eval-test
+        parent = evaluated.resolve().parent.name
+        base = Path(f"eval-{parent}-{name}" if name.lower() in GENERIC_NAMES and parent else f"eval-{name}")
     number = 1
     while True:
         folder = base if number == 1 else base.with_name(f"{base.name}-{number}")
