@@ -305,8 +305,9 @@ _CARD = ModelCard(
     tiling_notes=(
         "Channel attention is global over the image, so tiles change the result; the "
         "official test.py runs whole images, or optional tiles (multiple of 8) with 32 px "
-        "overlap averaged uniformly. derain tiles at 256 px by default (bounded memory, and the "
-        "fastest per megapixel on CPUs); tile=None runs whole images, closest to the paper."
+        "overlap averaged uniformly. derain's default tile is the largest the free memory holds, "
+        "at least 256 px (the fastest per megapixel on CPUs: tile=256); tile=None runs whole "
+        "images, closest to the paper."
     ),
     recipe="configs/drsformer.yaml",
     tiny_config={"dim": 8, "num_blocks": [1, 1, 1, 1], "heads": [1, 2, 2, 4]},
