@@ -162,3 +162,16 @@ def test_the_command_prints_derains_warnings_as_one_line():
     line = main._one_line("out of memory on cpu with 304-pixel tiles", memory.TileWarning, "/x/api.py", 9)
     assert line == "derain: warning: out of memory on cpu with 304-pixel tiles\n"
     assert "/x/api.py:9" in main._one_line("old", DeprecationWarning, "/x/api.py", 9)
+
+
+def test_a_probe_that_runs_out_of_memory_leaves_the_cards_tile(monkeypatch):
+    monkeypatch.setattr(memory, "available_memory", lambda device: 2**40)
+
+    class FailsOnTheProbe(OutOfMemoryAbove):
+        def forward(self, x):
+            if max(x.shape[-2:]) == memory.PROBE_SIDE:
+                raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+            return self.model(x)
+
+    derainer = Deraining(FailsOnTheProbe(tiny(), limit=0), device="cpu")
+    assert derainer.auto_tile(torch.rand(1, 3, 600, 600)) == derainer.card.tile == 256

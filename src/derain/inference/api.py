@@ -165,7 +165,11 @@ class Deraining:
     def auto_tile(self, x: torch.Tensor) -> int:
         """The tile ``"auto"`` uses for ``x`` (N, 3, H, W): what the free memory holds now,
         no larger than the image or than a tile that ran out of memory before."""
-        per_pixel = memory.bytes_per_pixel(self.model, self.card, self.device, self.precision, self._autocast)
+        try:
+            per_pixel = memory.bytes_per_pixel(self.model, self.card, self.device, self.precision, self._autocast)
+        except RuntimeError:  # the probe itself ran out of memory (or cannot be traced): the card's tile
+            memory.release_cached_memory(self.device)
+            per_pixel = None
         tile = memory.choose_tile(
             memory.available_memory(self.device),
             per_pixel,

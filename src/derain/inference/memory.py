@@ -150,7 +150,7 @@ def _cgroup_free() -> int | None:
 
 def choose_tile(
     available: int | None,
-    per_pixel: float,
+    per_pixel: float | None,
     card: ModelCard,
     *,
     batch_size: int = 1,
@@ -162,7 +162,8 @@ def choose_tile(
     ``per_pixel`` is the model's peak bytes per pixel (:func:`bytes_per_pixel`). On the CPU the
     full image's own buffers (``image_pixels``) come out of the same memory. The result is a
     multiple of the card's size multiple and never below the card's tile, the smallest tile
-    with which the card's overlap still blends well; ``None`` memory gives the card's tile.
+    with which the card's overlap still blends well; ``None`` (memory or per-pixel need unknown)
+    gives the card's tile.
 
     Example:
         >>> from derain.registry import unknown_card
@@ -174,7 +175,7 @@ def choose_tile(
         256
     """
     minimum = card.tile or MIN_TILE
-    if available is None:
+    if available is None or per_pixel is None:
         return minimum
     budget = MEMORY_FRACTION.get(device_type, MEMORY_FRACTION["cpu"]) * available
     if device_type == "cpu":
