@@ -139,7 +139,8 @@ def setup(config: Config | str | Path, overrides: tuple[str, ...] = (), *, resum
     return Run(
         config, run_dir, accelerator, model, optimizer, scheduler, ema, loss_fn.to(accelerator.device), batches,
         loader, val_set, best, start_step, total_steps, steps_per_epoch, unit,
-        log=_Log(run_dir, main, accelerator if trackers else None), progress=_progress(main and cfg.progress_bar, start_step, total_steps),
+        log=_Log(run_dir, main, accelerator if trackers else None),
+        progress=_progress(main and cfg.progress_bar, start_step, total_steps),
     )
 
 
