@@ -40,7 +40,7 @@ def main() -> None:
         left, top = (index % COLUMNS) * width, (index // COLUMNS) * (height + LABEL_HEIGHT)
         sheet.paste(Image.fromarray(image), (left, top + LABEL_HEIGHT))
         ImageDraw.Draw(sheet).text((left + 6, top + 4), name, fill="black", font_size=16)
-    sheet.save(args.out, quality=75)
+    sheet.save(args.out, quality=68)
     print(f"{args.out}: {len(panels)} panels, {args.out.stat().st_size // 1024} KB")
 
 

@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 import derain
-from derain.imageio import read_image, to_uint8, write_image
+from derain.imageio import read_image, to_uint8
 from derain.metrics import psnr_ssim_matlab
 from derain.pretrained import DEFAULT_TAG, load_pretrained
 
@@ -40,7 +40,7 @@ def main() -> None:
     parser.add_argument("--name", help="test pair stem (default: the first)")
     parser.add_argument("--weights", type=Path, help=f"a checkpoint instead of the shipped {DEFAULT_TAG!r}")
     parser.add_argument("--tile", type=int, default=256)
-    parser.add_argument("--out", type=Path, default=Path("docs/before_after.png"))
+    parser.add_argument("--out", type=Path, default=Path("docs/before_after.jpg"))
     args = parser.parse_args()
 
     folder = args.benchmark / "test" / args.preset
@@ -62,7 +62,7 @@ def main() -> None:
     for i, panel in enumerate(panels):
         figure.paste(panel, (i * (panel.width + GAP), 0))
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    write_image(args.out, np.asarray(figure))
+    figure.convert("RGB").save(args.out, quality=88)  # JPEG: the README figure stays under 400 KB
     print(f"wrote {args.out} ({name}, {args.preset})")
 
 

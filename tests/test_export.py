@@ -99,3 +99,12 @@ def test_a_pretrained_tag_of_another_architecture_is_refused(tmp_path, capsys):
     assert cli(["export", "dmsr", "--weights", "derain-synth", "--format", "torchscript",
                 "-o", str(tmp_path / "m.pt")]) == 2
     assert "pretrained weights 'derain-synth' are for 'drsformer', not 'dmsr'" in capsys.readouterr().err
+
+
+def test_a_shipped_pretrained_tag_exports_to_a_hub_folder(tmp_path):
+    output = tmp_path / "derain-synth-hub"
+    assert cli(["export", "drsformer", "--weights", "derain-synth", "--format", "hub", "-o", str(output)]) == 0
+    x = torch.rand(1, 3, 32, 40)
+    with torch.no_grad():
+        expected = derain.create_model("drsformer", pretrained="derain-synth")(x)
+        torch.testing.assert_close(derain.load_checkpoint(output)(x), expected, rtol=0, atol=0)

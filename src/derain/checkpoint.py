@@ -23,6 +23,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from . import hub
 from . import models  # noqa: F401  (registers the architectures the files are matched against)
 from .files import atomic_write
 from .registry import build, list_models, model_card, model_class
@@ -208,8 +209,16 @@ def load_checkpoint(
     from the file may hold at most ``max_parameter_bytes`` of parameters (checked before it
     is allocated). A mismatch raises :class:`CheckpointError` listing missing and unexpected
     keys and naming the registered model the file looks like.
+
+    ``path`` may also be ``"hf-hub:owner/name"`` or ``"hf-hub:owner/name@revision"`` (read
+    through ``huggingface_hub`` and its cache, :mod:`derain.hub`) or a folder written by
+    ``derain export --format hub``.
     """
-    path = Path(path)
+    try:
+        path = hub.download(str(path)) if hub.is_hub_name(path) else Path(path)
+        path = hub.weights_in(path) if path.is_dir() else path
+    except hub.HubError as err:
+        raise CheckpointError(str(err)) from None
     state_dict, meta = read_state_dict(path)
     if "model" in meta and meta["model"] not in list_models():
         raise CheckpointError(

@@ -1,9 +1,11 @@
-"""``derain export``: a checkpoint to ONNX or TorchScript, checked against eager PyTorch.
+"""``derain export``: a checkpoint to ONNX, TorchScript or a Hub folder, checked against eager PyTorch.
 
 ONNX needs the optional ``export`` extra (onnx, onnxscript, onnxruntime). The exported
 graph takes a float RGB batch (N, 3, H, W) in [0, 1] and returns the full-resolution
 restored image only (DMSR's 1/2 and 1/4 outputs are training aids). Height and width are
-dynamic in multiples of the model's size multiple.
+dynamic in multiples of the model's size multiple. ``--format hub`` writes a
+``save_pretrained``-style folder (:mod:`derain.hub`) that ``huggingface-cli upload`` publishes
+and ``derain.load_checkpoint("hf-hub:owner/name")`` reads.
 """
 
 from __future__ import annotations
@@ -15,10 +17,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .. import pretrained
-from ..checkpoint import CheckpointError, load_checkpoint
+from .. import hub, pretrained
+from ..checkpoint import CheckpointError, _config_for, load_checkpoint, read_state_dict
 from ..inference import first_output, inference_card
-from ..factory import list_models
+from ..factory import list_models, model_card
 
 ONNX_TOLERANCE = 1e-4
 TORCHSCRIPT_TOLERANCE = 1e-5
@@ -82,16 +84,16 @@ def parity_error(model: nn.Module, path: Path, fmt: str, rainy: torch.Tensor) ->
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "export",
-        help="export a model to ONNX or TorchScript",
-        description="Export a checkpoint to ONNX or TorchScript and check it against PyTorch.",
+        help="export a model to ONNX, TorchScript or a Hugging Face Hub folder",
+        description="Export a checkpoint to ONNX, TorchScript or a Hub folder and check it against PyTorch.",
     )
     parser.add_argument("name", choices=list_models(), metavar="NAME", help="architecture")
     parser.add_argument(
         "--weights", required=True, metavar="FILE_OR_TAG",
         help=f"checkpoint file, or the tag of weights shipped with derain (e.g. {pretrained.DEFAULT_TAG}; derain models lists them)",
     )
-    parser.add_argument("--format", choices=("onnx", "torchscript"), required=True)
-    parser.add_argument("-o", "--output", type=Path, required=True, help="file to write")
+    parser.add_argument("--format", choices=("onnx", "torchscript", "hub"), required=True)
+    parser.add_argument("-o", "--output", type=Path, required=True, help="file to write (hub: folder)")
     parser.add_argument(
         "--size", type=int, default=64, help="side of the example input (a multiple of the model's)"
     )
@@ -99,12 +101,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
+def _is_tag(weights: str) -> bool:
+    """A shipped pretrained tag, and no file of that name: a newcomer's first export is of the
+    weights that came with derain."""
+    return not Path(weights).exists() and weights in pretrained.catalogue().cards
+
+
 def load_weights(weights: str, name: str) -> nn.Module:
-    """``weights`` as a checkpoint file, or as a shipped pretrained tag when no such file exists:
-    a newcomer's first export is of the weights that came with derain."""
-    if not Path(weights).exists() and weights in pretrained.catalogue().cards:
+    """``weights`` as a checkpoint file or a shipped pretrained tag (checked against its card)."""
+    if _is_tag(weights):
         return pretrained.load_pretrained(weights, architecture=name)
     return load_checkpoint(Path(weights), name)
+
+
+def weights_file(weights: str) -> Path:
+    """The file behind ``weights``: the tag's shipped safetensors, or ``weights`` itself."""
+    return pretrained.pretrained_card(weights).weights if _is_tag(weights) else Path(weights)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -123,6 +135,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     generator = torch.Generator().manual_seed(0)
     example = torch.rand(1, 3, args.size, args.size, generator=generator)
+    if args.format == "hub":
+        return _export_hub(args, model, example)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     if args.format == "onnx":
         try:
@@ -152,4 +166,20 @@ def run(args: argparse.Namespace) -> int:
             return 1
         print(f"parity {width}x{height}: max |difference| {error:.2e} <= {tolerance:.0e}")
     print(f"wrote {args.output}")
+    return 0
+
+
+def _export_hub(args: argparse.Namespace, model: nn.Module, example: torch.Tensor) -> int:
+    """Write the Hub folder, read it back as a user would, and compare the outputs."""
+    source = weights_file(args.weights)
+    state_dict, meta = read_state_dict(source)
+    config, _ = _config_for(args.name, state_dict, meta, source)
+    hub.save_pretrained(args.output, model.state_dict(), args.name, config, model_card(args.name))
+    with torch.no_grad():
+        error = (first_output(load_checkpoint(args.output)(example)) - first_output(model(example))).abs().max().item()
+    if error != 0:
+        print(f"derain export: error: {args.output} differs from {args.weights} by {error:.2e}", file=sys.stderr)
+        return 1
+    print(f"parity {args.size}x{args.size}: identical outputs")
+    print(f"wrote {args.output}; publish it with: huggingface-cli upload OWNER/NAME {args.output}")
     return 0

@@ -11,7 +11,7 @@ from .. import cpu
 
 # Each module defines ``register(subparsers)``, which adds its parser and sets ``func``
 # (a callable taking the parsed arguments and returning the exit code).
-COMMANDS = ("run", "video", "models", "eval", "train", "data", "export", "demo")
+COMMANDS = ("run", "video", "models", "eval", "train", "plot", "data", "export", "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:

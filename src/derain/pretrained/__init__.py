@@ -48,6 +48,12 @@ class PretrainedCard:
     :func:`derain.metrics.psnr_ssim_matlab`. ``seconds_per_megapixel`` is a whole ``derain run``
     of a photo under ``speed_setting`` (megapixels, tile, overlap, threads, precision).
     ``weights`` is the path of the safetensors file (the JSON stores its name only).
+
+    Cards from derain-mixed on also give ``family_scores``, ``family_input_scores`` and
+    ``family_median_filter_scores``, the same tables over derain-synth's held-out ``families/``
+    split (one row per rain family of :data:`derain.data.synth.FAMILIES`), and
+    ``real_photo_scores``: mean NIQE/BRISQUE of real rainy photos (``input``) and of the model's
+    results (``restored``), the photos described by ``real_photos``. Older cards leave them empty.
     """
 
     tag: str
@@ -68,6 +74,11 @@ class PretrainedCard:
     median_filter_scores: Mapping[str, Mapping[str, float]]
     seconds_per_megapixel: float
     speed_setting: Mapping[str, Any]
+    family_scores: Mapping[str, Mapping[str, float]] = dataclasses.field(default_factory=dict)
+    family_input_scores: Mapping[str, Mapping[str, float]] = dataclasses.field(default_factory=dict)
+    family_median_filter_scores: Mapping[str, Mapping[str, float]] = dataclasses.field(default_factory=dict)
+    real_photo_scores: Mapping[str, Mapping[str, float]] = dataclasses.field(default_factory=dict)
+    real_photos: str = ""
 
     @property
     def size_bytes(self) -> int:
@@ -99,12 +110,14 @@ def read_card(path: str | Path) -> PretrainedCard:
         fields = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as err:
         raise PretrainedError(f"{path}: not a readable JSON card ({err})") from err
-    expected = {f.name for f in dataclasses.fields(PretrainedCard)}
-    if not isinstance(fields, dict) or set(fields) != expected:
-        found = set(fields) if isinstance(fields, dict) else set()
+    known = {f.name for f in dataclasses.fields(PretrainedCard)}
+    optional = {f.name for f in dataclasses.fields(PretrainedCard) if f.default_factory is not dataclasses.MISSING or f.default is not dataclasses.MISSING}
+    required = known - optional
+    found = set(fields) if isinstance(fields, dict) else set()
+    if not isinstance(fields, dict) or not required <= found <= known:
         raise PretrainedError(
-            f"{path}: card fields differ from PretrainedCard; missing {sorted(expected - found)}, "
-            f"unexpected {sorted(found - expected)}"
+            f"{path}: card fields differ from PretrainedCard; missing {sorted(required - found)}, "
+            f"unexpected {sorted(found - known)}"
         )
     if fields["architecture"] not in list_models():
         raise PretrainedError(
@@ -115,6 +128,11 @@ def read_card(path: str | Path) -> PretrainedCard:
         table = fields[name]
         if set(table) != set(PRESETS) or any(set(row) != set(metrics) for row in table.values()):
             raise PretrainedError(f"{path}: {name} must give {list(metrics)} for each of {list(PRESETS)}")
+    families = set(fields.get("family_scores", {}))
+    for name, metrics in (("family_scores", METRICS), ("family_input_scores", METRICS), ("family_median_filter_scores", METRICS[:2])):
+        table = fields.get(name, {})
+        if set(table) != families or any(set(row) != set(metrics) for row in table.values()):
+            raise PretrainedError(f"{path}: {name} must give {list(metrics)} for each family of family_scores")
     fields["weights"] = path.parent / fields["weights"]
     return PretrainedCard(**fields)
 

@@ -23,6 +23,10 @@ from ..files import atomic_write
 from .losses import LOSSES
 from .schedules import SCHEDULES
 
+# Accelerate's trackers that derain offers, and the package each needs.
+TRACKER_PACKAGES = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow", "aim": "aim"}
+TRACKERS = tuple(TRACKER_PACKAGES)
+
 
 class ConfigError(ValueError):
     """A training configuration that cannot run; the message names the key."""
@@ -118,7 +122,9 @@ class TrainConfig:
     Exactly one of ``iterations`` and ``epochs`` is set; ``val_every`` and
     ``checkpoint_every`` count in the same unit (iterations or epochs).
     ``early_stop_patience`` ends the run after that many validations in a row without a new
-    best PSNR (the DAIT/DMSR recipes: 40 epochs).
+    best PSNR (the DAIT/DMSR recipes: 40 epochs). ``log_with`` names the experiment trackers
+    that Accelerate feeds beside ``log.jsonl`` (the record every tool reads); ``tensorboard:
+    true``, the older switch, still adds TensorBoard so that earlier run folders resume.
     """
 
     run_dir: str = ""
@@ -135,6 +141,7 @@ class TrainConfig:
     keep_last: int = 3
     log_every: int = 100
     progress_bar: bool = True
+    log_with: list[Literal[TRACKERS]] = field(default_factory=list)
     tensorboard: bool = False
 
 

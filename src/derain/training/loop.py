@@ -64,7 +64,7 @@ def setup(config: Config | str | Path, overrides: tuple[str, ...] = (), *, resum
     """Read the config, check the run folder, build data, model, optimizer, schedule, EMA and loss,
     restore them from the newest checkpoint when resuming, and hand them to Accelerate."""
     from accelerate import Accelerator
-    from accelerate.utils import set_seed
+    from accelerate.utils import ProjectConfiguration, set_seed
 
     if isinstance(config, (str, Path)) and Path(config).is_dir():
         config = Path(config) / "config.yaml"
@@ -74,10 +74,19 @@ def setup(config: Config | str | Path, overrides: tuple[str, ...] = (), *, resum
 
     # Accelerate only takes a torchrun launch without GPUs as multi-CPU (gloo) when told so.
     cpu_ranks = not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1
-    accelerator = Accelerator(mixed_precision=cfg.mixed_precision, cpu=cpu_ranks)
+    trackers = _trackers(cfg)
+    accelerator = Accelerator(
+        mixed_precision=cfg.mixed_precision, cpu=cpu_ranks, log_with=trackers or None,
+        project_config=ProjectConfiguration(project_dir=str(run_dir), logging_dir=str(run_dir / "trackers")),
+    )
     world, rank, main = accelerator.num_processes, accelerator.process_index, accelerator.is_main_process
     start_step = _prepare_run_dir(run_dir, config, resume, main)
     accelerator.wait_for_everyone()
+    if trackers:  # the main process only; TensorBoard then writes under RUN_DIR/trackers/derain
+        accelerator.init_trackers(
+            "derain", config=_flat(config.to_dict()),
+            init_kwargs={"wandb": {"name": run_dir.name}, "mlflow": {"run_name": run_dir.name}},
+        )
     set_seed(cfg.seed)
 
     data = config.data
@@ -130,7 +139,8 @@ def setup(config: Config | str | Path, overrides: tuple[str, ...] = (), *, resum
     return Run(
         config, run_dir, accelerator, model, optimizer, scheduler, ema, loss_fn.to(accelerator.device), batches,
         loader, val_set, best, start_step, total_steps, steps_per_epoch, unit,
-        log=_Log(run_dir, main, cfg.tensorboard), progress=_progress(main and cfg.progress_bar, start_step, total_steps),
+        log=_Log(run_dir, main, accelerator if trackers else None),
+        progress=_progress(main and cfg.progress_bar, start_step, total_steps),
     )
 
 
@@ -279,31 +289,51 @@ def _progress(enabled: bool, start: int, total: int):
     return tqdm(total=total, initial=start, disable=not enabled, unit="it", dynamic_ncols=True)
 
 
-class _Log:
-    """``log.jsonl`` in the run folder (always) and TensorBoard (``train.tensorboard``), main process only."""
+def _trackers(cfg) -> list[str]:
+    """``train.log_with`` (plus TensorBoard for the older ``train.tensorboard: true``), each
+    installed: Accelerate silently drops a tracker whose package is missing."""
+    from accelerate.tracking import get_available_trackers
 
-    def __init__(self, run_dir: Path, enabled: bool, tensorboard: bool) -> None:
+    from .config import TRACKER_PACKAGES
+
+    wanted = list(dict.fromkeys([*cfg.log_with, *(["tensorboard"] if cfg.tensorboard else [])]))
+    available = {str(tracker) for tracker in get_available_trackers()}
+    for name in wanted:
+        if name not in available:
+            extra = "'derain[train]'" if name == "tensorboard" else TRACKER_PACKAGES[name]
+            raise ConfigError(f"train.log_with names {name}, which is not installed: pip install {extra}")
+    return wanted
+
+
+def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """The config as ``{"optim.lr": 3e-4, ...}``: trackers take flat scalars (TensorBoard's hparams)."""
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value if isinstance(value, (int, float, str, bool)) else str(value)
+    return flat
+
+
+class _Log:
+    """``log.jsonl`` in the run folder (always: the record ``derain plot`` and every tool read), and
+    the scalars of each record to Accelerate's trackers (``train.log_with``); main process only."""
+
+    def __init__(self, run_dir: Path, enabled: bool, accelerator: Any = None) -> None:
         self.file = open(run_dir / "log.jsonl", "a") if enabled else None
-        self.board = None
-        if enabled and tensorboard:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError as err:
-                raise ConfigError("train.tensorboard needs the tensorboard package: pip install 'derain[train]'") from err
-            self.board = SummaryWriter(str(run_dir / "tensorboard"))
+        self.accelerator = accelerator
 
     def write(self, **record: Any) -> None:
         if self.file is None:
             return
         self.file.write(json.dumps(record) + "\n")
         self.file.flush()
-        if self.board is not None:
-            for key, value in record.items():
-                if key != "step" and isinstance(value, float):
-                    self.board.add_scalar(key, value, record["step"])
+        if self.accelerator is not None:
+            scalars = {k: v for k, v in record.items() if k != "step" and isinstance(v, float)}
+            if scalars:
+                self.accelerator.log(scalars, step=record["step"])
 
     def close(self) -> None:
         if self.file is not None:
             self.file.close()
-        if self.board is not None:
-            self.board.close()
