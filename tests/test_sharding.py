@@ -110,17 +110,20 @@ def test_two_processes_write_what_one_writes(weights, tmp_path):
     assert two.stderr.count("derained 7 image(s) by 2 processes") == 1  # rank 0 alone reports
 
 
-# Each process is killed (SIGKILL: no cleanup) when it is about to write its third output.
+# Each process is killed (SIGKILL: no cleanup) half-way through writing its third output.
 KILLED_RUN = textwrap.dedent(
     """
     import os, signal, sys
     from derain.cli import main, run
+    from derain.files import atomic_write
 
     real_write, written = run.write_image, []
 
     def write_image(path, image):
         if len(written) == 2:
-            os.kill(os.getpid(), signal.SIGKILL)
+            with atomic_write(path) as tmp:
+                tmp.write_bytes(b"\\x89PNG, the first bytes only")
+                os.kill(os.getpid(), signal.SIGKILL)
         real_write(path, image)
         written.append(path)
 
@@ -141,6 +144,7 @@ def test_a_killed_job_restarted_finishes_without_redoing_finished_files(weights,
     assert killed.returncode != 0
     finished = {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in out.glob("*.png")}
     assert 2 <= len(finished) <= 4 and not (out / SUMMARY_NAME).exists()
+    assert list(out.glob(".derain-*.tmp"))  # a partial output, under its temporary name only
 
     restarted = derain_command(2, *argv)
     assert restarted.returncode == 0, restarted.stderr
