@@ -59,7 +59,8 @@ def derain_command(processes: int, *argv: str, script: str | None = None) -> sub
 
 def test_shard_reads_the_launcher_variables_and_splits_every_item_once():
     assert Shard.from_environment({}) == Shard()
-    shards = [Shard.from_environment({"RANK": str(r), "WORLD_SIZE": "3", "LOCAL_RANK": str(r), "LOCAL_WORLD_SIZE": "3"}) for r in range(3)]
+    meet = {"MASTER_ADDR": "localhost", "MASTER_PORT": "29500"}
+    shards = [Shard.from_environment({"RANK": str(r), "WORLD_SIZE": "3", "LOCAL_RANK": str(r), "LOCAL_WORLD_SIZE": "3", **meet}) for r in range(3)]
     items = list(range(10))
     taken = [item for shard in shards for item in shard.take(items)]
     assert sorted(taken) == items and shards[1].take(items) == [1, 4, 7]
@@ -67,7 +68,9 @@ def test_shard_reads_the_launcher_variables_and_splits_every_item_once():
     with pytest.raises(ValueError, match="RANK='one' is not a whole number"):
         Shard.from_environment({"RANK": "one", "WORLD_SIZE": "2"})
     with pytest.raises(ValueError, match="RANK=2 and WORLD_SIZE=2"):
-        Shard.from_environment({"RANK": "2", "WORLD_SIZE": "2"})
+        Shard.from_environment({"RANK": "2", "WORLD_SIZE": "2", **meet})
+    with pytest.raises(ValueError, match="WORLD_SIZE=2 but MASTER_ADDR and MASTER_PORT unset: launch with torchrun"):
+        Shard.from_environment({"RANK": "0", "WORLD_SIZE": "2"})
 
 
 def test_a_bad_launcher_variable_or_batch_size_is_one_line(monkeypatch, weights, tmp_path, capsys):
@@ -100,14 +103,16 @@ def test_skip_existing_in_one_process_leaves_finished_outputs_alone(weights, tmp
 @pytest.mark.multiprocess
 def test_two_processes_write_what_one_writes(weights, tmp_path):
     images = rainy_folder(tmp_path / "in", 7)
+    (images / "img_03.png").write_bytes(b"not a PNG")  # one failure, reported once, in one line
     common = [str(images), "--weights", str(weights), "--device", "cpu", "--batch-size", "2"]
-    assert cli(run_command, ["run", *common, "-o", str(tmp_path / "one")]) == 0
+    assert cli(run_command, ["run", *common, "-o", str(tmp_path / "one")]) == 1
     two = derain_command(2, "run", *common, "-o", str(tmp_path / "two"))
-    assert two.returncode == 0, two.stderr
-    assert contents(tmp_path / "two") == contents(tmp_path / "one") and len(contents(tmp_path / "one")) == 7
+    assert two.returncode != 0
+    assert contents(tmp_path / "two") == contents(tmp_path / "one") and len(contents(tmp_path / "one")) == 6
     summary = json.loads((tmp_path / "two" / SUMMARY_NAME).read_text())
-    assert summary["processes"] == 2 and summary["derained"] == 7 and summary["failures"] == []
-    assert two.stderr.count("derained 7 image(s) by 2 processes") == 1  # rank 0 alone reports
+    assert summary["processes"] == 2 and summary["derained"] == 6 and summary["failed"] == 1
+    assert len(summary["failures"]) == 1 and "img_03.png" in summary["failures"][0] and "\n" not in summary["failures"][0]
+    assert two.stderr.count("derained 6 image(s) by 2 processes") == 1  # rank 0 alone reports
 
 
 # Each process is killed (SIGKILL: no cleanup) half-way through writing its third output.

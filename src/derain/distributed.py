@@ -44,7 +44,8 @@ class Shard:
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] = os.environ) -> Shard:
         """Read the variables torchrun and accelerate set (RANK, WORLD_SIZE, LOCAL_RANK,
-        LOCAL_WORLD_SIZE); a ``ValueError`` names a variable that makes no sense."""
+        LOCAL_WORLD_SIZE, and MASTER_ADDR/MASTER_PORT where the processes meet); a
+        ``ValueError`` names a variable that makes no sense."""
         values = {}
         for name, default in (("RANK", 0), ("WORLD_SIZE", 1), ("LOCAL_RANK", None), ("LOCAL_WORLD_SIZE", None)):
             text = environ.get(name)
@@ -64,6 +65,12 @@ class Shard:
             raise ValueError(
                 f"environment variables LOCAL_RANK={local_rank} and LOCAL_WORLD_SIZE={local_world}: "
                 "need 0 <= LOCAL_RANK < LOCAL_WORLD_SIZE"
+            )
+        missing = [name for name in ("MASTER_ADDR", "MASTER_PORT") if world > 1 and not environ.get(name)]
+        if missing:  # found out at the end of the job otherwise, when the processes meet
+            raise ValueError(
+                f"WORLD_SIZE={world} but {' and '.join(missing)} unset: launch with torchrun or accelerate launch, "
+                "or set them as torch.distributed's env:// rendezvous needs"
             )
         return cls(rank, world, local_rank, local_world)
 
