@@ -75,6 +75,8 @@ def run(args: argparse.Namespace) -> int:
     shard = start_job("video", args)
     if shard is None:
         return 2
+    if shard.main and len(pairs) < shard.world_size:
+        print(f"derain video: note: {len(pairs)} input(s) for {shard.world_size} processes; a video runs in one process, so {shard.world_size - len(pairs)} stay idle", file=sys.stderr)
     mine = shard.take(pairs)  # whole videos: the frames of one video go to one file
     skipped = 0
     if args.skip_existing:
