@@ -18,6 +18,7 @@ from ..imageio import DEFAULT_MAX_PIXELS, ImageReadError, fit_to_format, read_im
 from ..inference import Deraining
 from ..inference.api import AUTO, PRECISIONS, PROTOCOLS, resolve_device
 from ..pretrained import DEFAULT_TAG, load_pretrained
+from .jobs import add_job_options, finish_job, start_job
 
 OUTPUT_FORMATS = ("png", "tif", "jpg", "webp", "bmp")
 
@@ -42,6 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--recursive", action="store_true", help="descend into sub-folders")
     parser.add_argument("--overwrite", action="store_true", help="allow replacing input files")
+    add_job_options(parser)
     parser.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help="refuse larger images")
     parser.set_defaults(func=run)
 
@@ -61,7 +63,13 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overlap", type=int, help="pixels shared by tiles (default: the model card's)")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto (default)")
     parser.add_argument("--precision", choices=tuple(PRECISIONS), default="fp32")
-    parser.add_argument("--batch-size", type=int, default=1, help="tiles per forward pass")
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=1,
+        help="images or video frames of one size per forward pass (tiles, for images larger than "
+        "a tile); only for models whose batch items are independent, so results never change (default 1)",
+    )
     parser.add_argument(
         "--protocol",
         choices=PROTOCOLS,
@@ -165,7 +173,31 @@ def device_problem(device: str) -> str | None:
     return None
 
 
+def plan_outputs(
+    jobs: list[tuple[Path, Path]], folder: Path, suffix: str, overwrite: bool
+) -> tuple[list[tuple[Path, Path]], list[str]]:
+    """(input, output) pairs, and the inputs refused: an output that would replace an input
+    (without ``overwrite``) or that another input already writes. Every process computes the
+    same plan, so the split across processes is the same in all of them."""
+    inputs = {source.resolve() for source, _ in jobs}
+    claimed: dict[Path, Path] = {}
+    tasks, problems = [], []
+    for source, relative in jobs:
+        target = output_path(folder, relative, suffix)
+        if target.resolve() in inputs and not overwrite:
+            problems.append(f"{source}: output {target} is an input file; pass --overwrite to replace it")
+        elif target in claimed:
+            problems.append(f"{source}: output {target} is already written from {claimed[target]}")
+        else:
+            claimed[target] = source
+            tasks.append((source, target))
+    return tasks, problems
+
+
 def run(args: argparse.Namespace) -> int:
+    shard = start_job("run", args)
+    if shard is None:
+        return 2
     try:
         derainer = load_derainer(args)
     except (CheckpointError, ValueError) as err:  # PretrainedError is a ValueError
@@ -180,38 +212,79 @@ def run(args: argparse.Namespace) -> int:
     except OSError as err:
         print(f"derain run: error: cannot create the output folder {args.output}: {err.strerror}", file=sys.stderr)
         return 2
-    inputs = {source.resolve() for source, _ in jobs}
     suffix = "." + args.format
-    claimed: dict[Path, Path] = {}
-    done, started = 0, time.perf_counter()
+    tasks, refused = plan_outputs(jobs, args.output, suffix, args.overwrite)
+    # Problems of the whole list are the same in every process: rank 0 reports them.
+    failures = failures + refused if shard.main else []
+    mine = shard.take(tasks)
+    skipped = 0
+    if args.skip_existing:
+        mine = [(source, target) for source, target in mine if not target.exists()]
+        skipped = len(shard.take(tasks)) - len(mine)
+    started = time.perf_counter()
+    bar = tqdm(total=len(mine), unit="image", desc="derain", disable=None if shard.main else True)
+    tally = _Tally(failures)
     try:
-        for source, relative in tqdm(jobs, unit="image", desc="derain", disable=None):
-            target = output_path(args.output, relative, suffix)
-            if target.resolve() in inputs and not args.overwrite:
-                failures.append(f"{source}: output {target} is an input file; pass --overwrite to replace it")
-                continue
-            if target in claimed:
-                failures.append(f"{source}: output {target} is already written from {claimed[target]}")
-                continue
-            claimed[target] = source
-            try:
-                restored = derainer(read_image(source, max_pixels=args.max_pixels))
-                target.parent.mkdir(parents=True, exist_ok=True)
-                write_image(target, fit_to_format(restored, suffix))
-            except (ImageReadError, ValueError, OSError, RuntimeError) as err:
-                # RuntimeError: out of memory on the device; the next (smaller) image may fit.
-                reason = str(err) if isinstance(err, ImageReadError) else f"{source}: {err}"
-                failures.append(reason)
-                continue
-            done += 1
+        with bar:
+            _derain_files(derainer, mine, args.max_pixels, suffix, tally, bar)
     except KeyboardInterrupt:
-        print(f"interrupted: {done} of {len(jobs)} images derained", file=sys.stderr)
-        _print_failures(failures)
+        print(f"interrupted: {tally.done} of {len(mine)} images derained", file=sys.stderr)
+        _print_failures(tally.failures)
         return 130
     seconds = time.perf_counter() - started
-    print(f"derained {done} image(s) in {seconds:.1f} s; {len(failures)} failed", file=sys.stderr)
-    _print_failures(failures)
-    return 1 if failures else 0
+    record = {"done": tally.done, "skipped": skipped, "failures": tally.failures, "seconds": seconds}
+    return finish_job("run", shard, args.output, record, "image")
+
+
+class _Tally:
+    def __init__(self, failures: list[str]):
+        self.done, self.failures = 0, failures
+
+
+def _derain_files(
+    derainer: Deraining, tasks: list[tuple[Path, Path]], max_pixels: int, suffix: str, tally: _Tally, bar: tqdm
+) -> None:
+    """Derain ``tasks`` in order; consecutive images of one size and type share a forward
+    pass, up to ``derainer.batch_size`` (memory holds one batch, whatever the job's size)."""
+    group: list[tuple[Path, Path, object]] = []
+
+    def flush() -> None:
+        if not group:
+            return
+        try:
+            results = derainer.derain_batch([image for _, _, image in group])
+        except (ValueError, RuntimeError) as err:  # RuntimeError: out of memory on the device
+            if len(group) == 1:
+                tally.failures.append(f"{group[0][0]}: {err}")
+                bar.update()
+                group.clear()
+                return
+            results = [None] * len(group)  # alone, each may fit
+        for (source, target, image), restored in zip(group, results):
+            try:
+                if restored is None:
+                    restored = derainer(image)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                write_image(target, fit_to_format(restored, suffix))
+                tally.done += 1
+            except (ValueError, OSError, RuntimeError) as err:
+                tally.failures.append(f"{source}: {err}")
+            bar.update()
+        group.clear()
+
+    for source, target in tasks:
+        try:
+            image = read_image(source, max_pixels=max_pixels)
+        except (ImageReadError, ValueError, OSError) as err:
+            tally.failures.append(str(err) if isinstance(err, ImageReadError) else f"{source}: {err}")
+            bar.update()
+            continue
+        if group and (group[0][2].shape, group[0][2].dtype) != (image.shape, image.dtype):
+            flush()
+        group.append((source, target, image))
+        if len(group) >= derainer.batch_size:
+            flush()
+    flush()
 
 
 def _print_failures(failures: list[str]) -> None:

@@ -1,6 +1,6 @@
 """Inference: padding, blended tiling, the official test protocols and the high-level call."""
 
-from .api import AUTO, Deraining, derain, inference_card, resolve_device
+from .api import AUTO, Deraining, derain, inference_card, is_batch_independent, resolve_device
 from .evaluation import evaluate
 from .padding import pad_to_multiple, padded_size
 from .protocols import OFFICIAL_PROTOCOLS, drsformer_official, windowed_official
@@ -15,6 +15,7 @@ __all__ = [
     "evaluate",
     "first_output",
     "inference_card",
+    "is_batch_independent",
     "pad_to_multiple",
     "padded_size",
     "resolve_device",

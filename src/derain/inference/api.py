@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import warnings
 from pathlib import Path
-from typing import TypeVar
+from typing import Sequence, TypeVar
 
 import numpy as np
 import torch
@@ -46,6 +46,17 @@ def inference_card(model: nn.Module) -> ModelCard:
     return card_of(model) or unknown_card(type(model).__name__)
 
 
+def is_batch_independent(model: nn.Module, card: ModelCard) -> bool:
+    """Whether each image's output ignores the other images of its batch, so batching is safe.
+
+    The card answers for the architecture; a model whose layers carry their own
+    ``batch_independent`` flag (CPRAformer built with ``batch_independent=True``) answers
+    for itself.
+    """
+    flags = {m.batch_independent for m in model.modules() if isinstance(getattr(m, "batch_independent", None), bool)}
+    return flags == {True} if flags else card.batch_independent
+
+
 class Deraining:
     """A model kept loaded, ready to derain many images with the same settings.
 
@@ -61,7 +72,9 @@ class Deraining:
         overlap: pixels shared by neighbouring tiles, blended linearly; ``None``: the card's.
         device: ``"cpu"``, ``"cuda"``, ``"auto"``...; tiles run there, full images stay on the CPU.
         precision: ``"fp32"``, ``"fp16"`` or ``"bf16"`` (autocast).
-        batch_size: tiles per forward pass; 1 for models whose batch items interact.
+        batch_size: images (or tiles of one large image) per forward pass; only a model
+            whose batch items are independent (:func:`is_batch_independent`) is given more
+            than one, so the output never depends on it.
         protocol: ``"blended"`` (derain's padding and blended tiles) or ``"official"``
             (the paper's test procedure, see :mod:`derain.inference.protocols`).
         progress: a progress bar over the tiles of each image: ``None`` shows it for images
@@ -121,8 +134,8 @@ class Deraining:
         self.overlap = card.overlap if overlap is None else overlap
         self.protocol = protocol
         self.precision = precision
-        # Batching tiles of a model whose batch items interact would change its output.
-        self.batch_size = batch_size if self.card.batch_independent else 1
+        # Batching images or tiles of a model whose batch items interact would change its output.
+        self.batch_size = batch_size if is_batch_independent(self.model, card) else 1
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         if self.precision == "fp32":
@@ -145,6 +158,15 @@ class Deraining:
                 )
             elif self.tile == AUTO:
                 restored = self._restore_memory_aware(x.cpu())
+            elif max(x.shape[-2:]) <= self.tile:
+                # One tile covers each image, and blending one tile is the identity: batch the
+                # images themselves, batch_size at a time (tiled_forward batches within an image).
+                restored = torch.cat([
+                    run_padded(
+                        self.model, chunk.to(self.device), self.card.size_multiple, min_size=self.card.min_size
+                    ).to(x.device, x.dtype)
+                    for chunk in x.cpu().split(self.batch_size)
+                ])
             else:
                 restored = self._tiled(x.cpu(), self.tile)
         return restored.float().clamp_(0, 1).to(rainy.device)
@@ -220,6 +242,25 @@ class Deraining:
             tensor, info = to_tensor(image)
             return from_tensor(self.restore(tensor), info)
         raise TypeError(f"expected a NumPy array, PIL image or tensor, got {type(image).__name__}")
+
+    def derain_batch(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Derain same-sized image arrays (same shape and dtype), ``batch_size`` per forward pass.
+
+        Each result equals ``self(image)`` for a batch-independent model (up to the last bit
+        of floating-point rounding where the backend picks another kernel for a batch).
+        """
+        if not images:
+            return []
+        if len({(image.shape, image.dtype) for image in images}) > 1:
+            shapes = sorted({f"{image.shape} {image.dtype}" for image in images})
+            raise ValueError(f"derain_batch needs images of one shape and dtype, got {', '.join(shapes)}")
+        converted = [to_tensor(image) for image in images]
+        restored = []
+        for first in range(0, len(converted), self.batch_size):
+            chunk = converted[first : first + self.batch_size]
+            outputs = self.restore(torch.cat([tensor for tensor, _ in chunk]))
+            restored += [from_tensor(output, info) for output, (_, info) in zip(outputs, chunk)]
+        return restored
 
     def _restore_tensor(self, image: torch.Tensor) -> torch.Tensor:
         if not image.is_floating_point():

@@ -7,11 +7,13 @@ import time
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Callable
 
+import numpy as np
 from tqdm import tqdm
 
 from ..inference import Deraining
-from .io import DEFAULT_CODEC, DEFAULT_CRF, DEFAULT_FPS, VideoReader, is_frame_folder, open_writer
+from .io import DEFAULT_CODEC, DEFAULT_CRF, DEFAULT_FPS, TruncatedVideoError, VideoReader, is_frame_folder, open_writer
 from .temporal import TemporalFusion
 
 
@@ -25,7 +27,7 @@ class VideoResult:
 def derain_video(
     source: str | os.PathLike,
     target: str | os.PathLike,
-    derainer: Deraining | None = None,
+    derainer: Deraining | Callable[[np.ndarray], np.ndarray] | None = None,
     *,
     temporal: int = 0,
     codec: str = DEFAULT_CODEC,
@@ -38,7 +40,8 @@ def derain_video(
 
     ``derainer`` defaults to derain's shipped model; ``temporal`` > 0 fuses each output with
     that many previous outputs (:class:`TemporalFusion`); ``fps`` times frame folders.
-    ``target`` appears only once complete.
+    ``target`` appears only once complete. Frames go through the model
+    ``derainer.batch_size`` at a time (see :class:`~derain.inference.Deraining`).
 
     Raises:
         VideoError: unreadable input, unwritable output, ``target`` exists without ``overwrite``.
@@ -48,17 +51,33 @@ def derain_video(
     if temporal < 0:
         raise ValueError(f"temporal must be >= 0 (0: off), got {temporal}")
     derainer = derainer or Deraining()
+    # A plain function of one frame (tests, custom filters) is called frame by frame.
+    batch_size = getattr(derainer, "batch_size", 1)
+    derain_batch = getattr(derainer, "derain_batch", None) or (lambda images: [derainer(image) for image in images])
     fuse = TemporalFusion(temporal) if temporal else None
     started = time.perf_counter()
     with VideoReader(source, fps=fps) as reader:
         with open_writer(target, reader.info, reader.audio, codec=codec, crf=crf, overwrite=overwrite) as writer:
             bar = tqdm(total=reader.info.expected_frames(), unit="frame", desc=Path(source).name, disable=not progress or None)
-            count = 0
-            with bar:
-                for frame in reader.frames(on_audio=writer.mux_audio):
-                    restored = derainer(frame.image)
+            batch: list = []  # frames of one video share a size: batch_size per forward pass
+            written = [0]
+
+            def flush() -> None:
+                for restored, frame in zip(derain_batch([f.image for f in batch]), batch):
                     writer.write(fuse(restored) if fuse else restored, frame)
                     bar.update()
-                    count += 1
+                    written[0] += 1
+                batch.clear()
+
+            with bar:
+                try:
+                    for frame in reader.frames(on_audio=writer.mux_audio):
+                        batch.append(frame)
+                        if len(batch) >= batch_size:
+                            flush()
+                except TruncatedVideoError:
+                    flush()  # derain what decoded, as one frame at a time would have
+                    raise
+                flush()
     dropped = len(reader.audio) if is_frame_folder(Path(target)) else 0
-    return VideoResult(count, time.perf_counter() - started, dropped)
+    return VideoResult(written[0], time.perf_counter() - started, dropped)
