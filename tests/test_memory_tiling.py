@@ -18,17 +18,24 @@ def tiny(name: str = "drsformer") -> torch.nn.Module:
     return derain.create_model(name, **derain.model_card(name).tiny_config).eval()
 
 
-def test_less_memory_gives_a_smaller_tile_never_below_the_cards():
+def test_less_memory_gives_a_smaller_tile_never_below_the_cards_on_a_gpu():
     card = derain.model_card("drsformer")
-    tiles = [memory.choose_tile(gib * 2**30, 20_000, card) for gib in (64, 16, 4, 1)]
+    tiles = [memory.choose_tile(gib * 2**30, 20_000, card, device_type="cuda") for gib in (64, 16, 4, 1)]
     assert tiles == sorted(tiles, reverse=True) and tiles[0] > tiles[1] > tiles[2]
     assert all(t % card.size_multiple == 0 for t in tiles)
     assert tiles[-1] == card.tile  # 1 GiB would allow less: the card's tile is the smallest useful one
     assert memory.choose_tile(None, 20_000, card) == card.tile  # memory unknown: the card's advice
 
 
+def test_a_cpu_keeps_the_cards_tile_unless_memory_is_short():
+    card = derain.model_card("drsformer")
+    assert memory.choose_tile(64 * 2**30, 20_000, card) == card.tile  # larger tiles only cost time
+    short = memory.choose_tile(600 * 2**20, 20_000, card)
+    assert memory.MIN_TILE <= short < card.tile and short % card.size_multiple == 0
+
+
 def test_the_chooser_counts_the_batch_and_the_cpu_image_buffers():
-    card = dataclasses.replace(unknown_card("net"), tile=64, size_multiple=4)
+    card = dataclasses.replace(unknown_card("net"), tile=4096, size_multiple=4)  # a tile memory caps
     alone = memory.choose_tile(2**30, 1000, card)
     assert memory.choose_tile(2**30, 1000, card, batch_size=4) < alone
     assert memory.choose_tile(2**30, 1000, card, image_pixels=10_000_000) < alone
@@ -80,10 +87,10 @@ def test_an_out_of_memory_error_halves_the_tile_and_gives_the_output_of_that_til
     failing = OutOfMemoryAbove(model, limit=200)
     x = torch.rand(1, 3, 300, 260, generator=torch.Generator().manual_seed(1))
     derainer = Deraining(failing, device="cpu")
-    with pytest.warns(memory.TileWarning, match="out of memory on cpu with 304-pixel tiles; retrying with 152"):
+    with pytest.warns(memory.TileWarning, match="out of memory on cpu with 256-pixel tiles; retrying with 128"):
         restored = derainer.restore(x)
-    assert derainer.last_tile == 152
-    expected = Deraining(model, device="cpu", tile=152).restore(x)
+    assert derainer.last_tile == 128
+    expected = Deraining(model, device="cpu", tile=128).restore(x)
     torch.testing.assert_close(restored, expected, rtol=0, atol=0)
     # the next image starts from the tile that fitted, without a second warning
     failing.sides.clear()
@@ -119,15 +126,16 @@ def test_an_explicit_tile_is_honoured_exactly(monkeypatch):
     assert set(failing.sides) == {128}
 
 
-def test_auto_takes_a_larger_tile_with_more_memory(monkeypatch):
+def test_auto_on_a_cpu_takes_a_smaller_tile_when_memory_is_short(monkeypatch):
     model = tiny()
     x = torch.rand(1, 3, 600, 600)
     per_pixel = memory.bytes_per_pixel(model, derain.model_card("drsformer"), torch.device("cpu"), "fp32")
+    image_bytes = memory.FULL_IMAGE_BYTES_PER_PIXEL * 600 * 600
     chosen = {}
-    for name, available in (("little", 0), ("ample", int(4 * per_pixel * 400**2))):
+    for name, available in (("short", int(2 * (image_bytes + per_pixel * 128**2))), ("ample", int(4 * (image_bytes + per_pixel * 400**2)))):
         monkeypatch.setattr(memory, "available_memory", lambda device, a=available: a)
         chosen[name] = Deraining(model, device="cpu").auto_tile(x)
-    assert chosen["little"] == 256 and chosen["ample"] > 256
+    assert chosen["short"] < 256 and chosen["ample"] == 256
 
 
 @pytest.mark.parametrize(
