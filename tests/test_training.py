@@ -108,6 +108,13 @@ def test_config_file_overrides_and_record(tmp_path, pairs):
         load_config(path, ["data.augment=mixup"])
 
 
+def test_mixed_precision_no_survives_yaml(tmp_path, pairs):
+    # YAML 1.1 reads an unquoted no as False, in a file and in --set alike
+    assert load_config(tiny_config(tmp_path, pairs), ["train.mixed_precision=no"]).train.mixed_precision == "no"
+    with pytest.raises(ConfigError, match="train.mixed_precision must be one of"):
+        load_config(tiny_config(tmp_path, pairs), ["train.mixed_precision=true"])
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["drsformer", "drsformer_nomefc", "cpraformer", "dmsr", "ddsaformer", "derain-synth", "derain-mixed"])
 def test_recipe_values_and_tiny_start(tmp_path, pairs, name):

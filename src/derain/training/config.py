@@ -266,6 +266,8 @@ def _coerce(value: Any, kind: Any, key: str) -> Any:
                 pass
         return _coerce(value, alternatives[-1], key)
     if origin is Literal:
+        if isinstance(value, bool) and ("yes" if value else "no") in args:  # YAML 1.1 reads no/yes as booleans
+            value = "yes" if value else "no"
         if value not in args:
             raise ConfigError(f"{key} must be one of {', '.join(map(repr, args))}, got {value!r}")
         return value
