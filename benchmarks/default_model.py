@@ -36,7 +36,7 @@ from scipy.ndimage import median_filter
 from derain.checkpoint import load_checkpoint
 from derain.cli.main import main as derain_cli
 from derain.data.pairing import pair_folders
-from derain.imageio import read_image, to_uint8, write_image
+from derain.imageio import read_image, read_rgb8, to_uint8, write_image
 from derain.inference import Deraining, evaluate, inference_card
 from derain.metrics import brisque, niqe, psnr_ssim_matlab
 from derain.data.pairing import list_images
@@ -87,8 +87,7 @@ def real_photo_scores(derainer: Deraining, folder: Path) -> tuple[dict[str, dict
     rows: dict[str, dict[str, list[float]]] = {kind: {"niqe": [], "brisque": []} for kind in ("input", "restored")}
     photos = list_images(folder)
     for path in photos:
-        rainy = to_uint8(read_image(path))
-        rainy = np.repeat(rainy[..., None], 3, axis=2) if rainy.ndim == 2 else rainy[..., :3]
+        rainy = read_rgb8(path)
         for kind, image in (("input", rainy), ("restored", derainer(rainy))):
             for name, metric in (("niqe", niqe), ("brisque", brisque)):
                 try:

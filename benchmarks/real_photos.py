@@ -22,7 +22,7 @@ from PIL import Image, ImageDraw
 
 from derain.checkpoint import load_checkpoint
 from derain.data.pairing import list_images
-from derain.imageio import read_image, to_uint8
+from derain.imageio import read_rgb8
 from derain.inference import Deraining
 from derain.metrics import brisque, niqe
 from derain.pretrained import load_pretrained
@@ -34,11 +34,6 @@ LABEL_HEIGHT = 22
 def load(model: str):
     """A shipped pretrained tag, or a checkpoint file."""
     return load_checkpoint(model) if Path(model).exists() else load_pretrained(model)
-
-
-def rgb(path: Path) -> np.ndarray:
-    image = to_uint8(read_image(path))
-    return np.repeat(image[..., None], 3, axis=2) if image.ndim == 2 else image[..., :3]
 
 
 def strip(images: list[np.ndarray], labels: list[str]) -> Image.Image:
@@ -80,7 +75,7 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     table = {}
     for path in list_images(args.photos):
-        rainy = rgb(path)
+        rainy = read_rgb8(path)
         outputs = {name: derainer(rainy) for name, derainer in derainers.items()}
         table[path.name] = {"input": scores(rainy)} | {name: scores(image) for name, image in outputs.items()}
         labels = ["input", *(Path(name).stem for name in outputs)]

@@ -334,6 +334,15 @@ def fit_to_format(array: np.ndarray, suffix: str) -> np.ndarray:
     return array
 
 
+def read_rgb8(path: str | os.PathLike) -> np.ndarray:
+    """An image file as RGB uint8 (H, W, 3): gray repeated, alpha dropped, 16 bits rounded;
+    what rain synthesis, frame folders and the no-reference scores work on."""
+    image = to_uint8(read_image(path))
+    if image.ndim == 2:
+        image = np.repeat(image[..., None], 3, axis=2)
+    return np.ascontiguousarray(image[..., :3])
+
+
 def to_uint8(array: np.ndarray) -> np.ndarray:
     """``array`` as uint8, rounding 16-bit samples to the nearest 8-bit level."""
     if array.dtype == np.uint8:

@@ -23,8 +23,9 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from scipy.ndimage import gaussian_filter
 
-from ..imageio import read_image, to_uint8, write_image
+from ..imageio import read_rgb8, write_image
 from .pairing import list_images
 from .synth import FAMILIES, PRESET_NAMES, PRESETS, synthesize
 
@@ -36,13 +37,6 @@ BENCHMARK_SPLITS = {"test": "test", "train": "train"}  # benchmark split -> corp
 def pair_seed(seed: int, stem: str, index: int) -> int:
     """A 63-bit seed from (seed, stem, index), independent of which other photos exist."""
     return int.from_bytes(hashlib.sha256(f"{seed}/{stem}/{index}".encode()).digest()[:8], "little") >> 1
-
-
-def _as_rgb8(path: Path) -> np.ndarray:
-    image = to_uint8(read_image(path))
-    if image.ndim == 2:
-        return np.repeat(image[..., None], 3, axis=2)
-    return image[..., :3]
 
 
 def make_pairs(
@@ -76,7 +70,7 @@ def make_pairs(
     (out / "target").mkdir(exist_ok=True)
     with (out / "rain.jsonl").open("w", encoding="utf-8") as manifest:
         for source in sources:
-            photo = _as_rgb8(source)
+            photo = read_rgb8(source)
             if short_side:
                 photo = _resize_short_side(photo, short_side)
             for k in range(per_image):
@@ -107,8 +101,6 @@ def vary_scene(photo: np.ndarray, seed: int) -> tuple[np.ndarray, dict]:
     image = np.clip(gain * image**gamma, 0, 1)
     blur = float(rng.uniform(4, 12)) if rng.random() < 0.125 else 0.0
     if blur:
-        from scipy.ndimage import gaussian_filter
-
         image = gaussian_filter(image, sigma=(blur, blur, 0))
     drawn = {"crop": [top, left, h, w], "gain": gain, "gamma": gamma, "saturation": saturation, "blur": blur}
     return np.round(image * 255).astype(np.uint8), drawn

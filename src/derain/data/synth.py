@@ -24,6 +24,8 @@ from dataclasses import MISSING, asdict, dataclass, fields, replace
 
 import numpy as np
 import torch
+from PIL import Image
+from scipy.ndimage import gaussian_filter, label, zoom
 
 REFERENCE_HEIGHT = 321  # BSDS images (481x321) of Rain100L/H and Rain200L/H
 
@@ -397,8 +399,6 @@ def _render_splashes(density: float, height: int, width: int, rng: np.random.Gen
 def _add_drops(rainy: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
     """Out-of-focus drops near the lens: soft discs through which the scene is blurred and
     brightened (each drop gathers light like a small lens)."""
-    from scipy.ndimage import gaussian_filter
-
     height, width = rainy.shape[:2]
     y, x = np.mgrid[0:height, 0:width]
     out = rainy
@@ -421,8 +421,6 @@ def _add_fog(rainy: np.ndarray, density: float, light: float, rng: np.random.Gen
     height, width = rainy.shape[:2]
     ramp = np.linspace(1.0, 0.0, height)[:, None] ** rng.uniform(0.7, 1.5)
     coarse = rng.uniform(0, 1, (4, 6))
-    from scipy.ndimage import zoom
-
     texture = zoom(coarse, (height / 4, width / 6), order=1)[:height, :width]
     depth = np.clip(0.75 * ramp + 0.25 * texture, 0, 1)
     veil = (density * depth)[..., None].astype(np.float32)
@@ -431,8 +429,6 @@ def _add_fog(rainy: np.ndarray, density: float, light: float, rng: np.random.Gen
 
 def _through_camera(rainy: np.ndarray, camera: Camera) -> np.ndarray:
     """Resize down and back, add read and shot noise, encode as JPEG; returns uint8."""
-    from PIL import Image
-
     rng = np.random.default_rng(camera.seed)
     height, width = rainy.shape[:2]
     image = rainy
@@ -444,11 +440,14 @@ def _through_camera(rainy: np.ndarray, camera: Camera) -> np.ndarray:
         std = np.sqrt(camera.noise**2 + camera.shot_noise**2 * image)
         image = image + std * rng.standard_normal(image.shape).astype(np.float32)
     out = np.round(np.clip(image, 0, 1) * 255).astype(np.uint8)
-    if camera.jpeg_quality is not None:
-        buffer = io.BytesIO()
-        Image.fromarray(out).save(buffer, format="JPEG", quality=camera.jpeg_quality)
-        out = np.asarray(Image.open(buffer).convert("RGB"))
-    return out
+    return out if camera.jpeg_quality is None else _jpeg_round_trip(out, camera.jpeg_quality)
+
+
+def _jpeg_round_trip(image: np.ndarray, quality: int) -> np.ndarray:
+    """A uint8 RGB image as a camera would store it: encoded as JPEG at ``quality`` and decoded."""
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="JPEG", quality=quality)
+    return np.asarray(Image.open(buffer).convert("RGB"))
 
 
 def _convolve(image: np.ndarray, kernel: np.ndarray) -> np.ndarray:
@@ -487,8 +486,6 @@ def streak_statistics(rainy: np.ndarray, clean: np.ndarray) -> dict[str, float]:
     (about 1.4x the FWHM of a single streak), and ``crossing`` the share of oriented energy
     (structure tensor, 2 px) whose direction leans more than 10 degrees the other way from vertical.
     """
-    from scipy.ndimage import gaussian_filter, label
-
     diff = rainy.astype(np.float64).mean(axis=2) - clean.astype(np.float64).mean(axis=2)
     positive = np.clip(diff - gaussian_filter(diff, 4), 0, None)
     positive -= positive.mean()
@@ -601,12 +598,8 @@ def training_degradations(
         out = out + noise * torch.randn(out.shape, generator=generator).to(out)
     out = out.clamp(0, 1)
     if jpeg_quality is not None:
-        from PIL import Image
-
         array = (out.permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)
-        buffer = io.BytesIO()
-        Image.fromarray(array).save(buffer, format="JPEG", quality=jpeg_quality)
-        decoded = np.asarray(Image.open(buffer).convert("RGB"), dtype=np.float32) / 255
+        decoded = _jpeg_round_trip(array, jpeg_quality).astype(np.float32) / 255
         out = torch.from_numpy(decoded).permute(2, 0, 1).to(rainy)
     return out
 

@@ -19,9 +19,10 @@ from typing import Callable, Iterator
 import av
 import numpy as np
 
+from .. import imageio
 from ..data.pairing import IMAGE_SUFFIXES
 from ..files import atomic_write
-from ..imageio import ImageReadError, read_image, to_uint8, write_image
+from ..imageio import ImageReadError, write_image
 
 # FFmpeg picks a muxer by the file's suffix; the temporary name of an atomic write has another
 # suffix, so the muxer is named explicitly.
@@ -87,12 +88,9 @@ def frame_name(index: int) -> str:
 def read_rgb8(path: str | os.PathLike) -> np.ndarray:
     """An image file as RGB uint8 (H, W, 3): gray repeated, alpha dropped, 16 bits rounded."""
     try:
-        image = to_uint8(read_image(path))
+        return imageio.read_rgb8(path)
     except ImageReadError as err:
         raise VideoError(str(err)) from None
-    if image.ndim == 2:
-        image = np.repeat(image[..., None], 3, axis=2)
-    return np.ascontiguousarray(image[..., :3])
 
 
 def is_frame_folder(path: Path) -> bool:
