@@ -1,15 +1,17 @@
 """Export a checkpoint of the default-model run as the shipped pretrained default (``derain-mixed``).
 
 Writes ``src/derain/pretrained/<tag>.safetensors`` and its card ``<tag>.json``
-(:func:`derain.pretrained.save_pretrained`) from three inputs: the checkpoint (default: the
-run's ``best.pth``, the best validation PSNR), the run folder (its ``log.jsonl`` gives the steps
-and the training wall time), and the scores written by ``benchmarks/default_model.py --json``
+(:func:`derain.pretrained.save_pretrained`) from three inputs: the checkpoint (default: the last
+stage's ``best.pth``, the best validation PSNR), the run folders (their ``log.jsonl`` give the
+steps and the training wall time), and the scores written by ``benchmarks/default_model.py --json``
 on the derain-synth test presets, its held-out rain families and real rainy photos. A model that
 makes any preset or family worse than the rainy input is refused: it is never shipped.
 
-    python benchmarks/default_model.py --checkpoint $RUN_DIR/best.pth --real REAL_PHOTOS --json $RUN_DIR/scores.json
-    python scripts/export_default.py --run-dir $RUN_DIR --scores $RUN_DIR/scores.json
+    FINAL=$RUN_DIR-finish/checkpoints/step_00001000.ema.pth
+    python benchmarks/default_model.py --checkpoint $FINAL --real REAL_PHOTOS --json scores.json
+    python scripts/export_default.py --checkpoint $FINAL --scores scores.json --real-photos "..."
 
+Training runs in two stages (``RUN_DIR`` and ``RUN_DIR-finish``); steps and wall time add up both.
 ``RUN_DIR`` and ``CORPUS`` are the variables of ``scripts/train_default.sh`` (defaults
 ``runs/derain-mixed`` and ``corpus``, relative to the current folder).
 """
@@ -33,29 +35,42 @@ from derain.training import load_config
 
 REPO = Path(__file__).resolve().parents[1]
 COMMAND = "OMP_NUM_THREADS=2 scripts/train_default.sh"
-RECIPE = "configs/derain-mixed.yaml"
+RECIPE = "configs/derain-mixed.yaml (stage 1), then configs/derain-mixed-finish.yaml (stage 2)"
 DATA = (
     "derain's mixed rain (derain.data.synth: the light/medium/heavy presets and the jorder, ddn, drizzle, "
     "drops, splashes, night, fog and camera families, one drawn per pair, plus drops, fog and the camera's "
     "part on some) on the corpus's 56 train photos at short sides 360/480/640, 6 pairs per photo and "
     "scale, each with a random crop, exposure, gamma and saturation change (1 in 8 strongly blurred); "
-    "fine-tuned from derain-synth; validated on the corpus's 8 val photos under mixed rain, never on "
+    "fine-tuned from derain-synth; in stage 2 a third of the pairs are the light/medium/heavy presets "
+    "(derain-synth's training pairs and 2 more per photo and preset at short side 480); validated on the corpus's 8 val photos under mixed rain, never on "
     "derain-synth test, its families split or any published benchmark"
 )
 
 
-def trained_steps_and_seconds(run_dir: Path, checkpoint: Path) -> tuple[int, float]:
-    """The step of ``checkpoint`` (``best.pth``: the best validation step) and the training seconds up to it."""
-    records = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines() if line.strip()]
+def checkpoint_step(run_dir: Path, checkpoint: Path) -> int:
+    """The step ``checkpoint`` holds: from its name, or for ``best.pth`` the best validation step."""
     if (match := re.fullmatch(r"step_(\d{8})(\.ema)?\.pth", checkpoint.name)) is not None:
-        step = int(match.group(1))
-    else:
-        validations = [r for r in records if "val_psnr" in r]
-        if not validations:
-            raise SystemExit(f"{run_dir}/log.jsonl has no validation: cannot tell which step {checkpoint} holds")
-        step = max(validations, key=lambda r: r["val_psnr"])["step"]
-    seconds = sum(r["seconds"] for r in records if "seconds" in r and r["step"] <= step)
-    return step, seconds
+        return int(match.group(1))
+    validations = [r for r in read_log(run_dir) if "val_psnr" in r]
+    if not validations:
+        raise SystemExit(f"{run_dir}/log.jsonl has no validation: cannot tell which step {checkpoint} holds")
+    return max(validations, key=lambda r: r["val_psnr"])["step"]
+
+
+def read_log(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines() if line.strip()]
+
+
+def trained_steps_and_seconds(run_dirs: list[Path], checkpoint: Path) -> tuple[int, float]:
+    """Steps and training seconds over the stages up to ``checkpoint`` (in the last stage); each
+    earlier stage counts up to the checkpoint the next stage started from (its ``model.init``)."""
+    ends = [Path(load_config(d / "config.yaml", check_paths=False).model.init or "") for d in run_dirs[1:]]
+    steps, seconds = 0, 0.0
+    for run_dir, end in zip(run_dirs, [*ends, checkpoint]):
+        step = checkpoint_step(run_dir, end)
+        steps += step
+        seconds += sum(r["seconds"] for r in read_log(run_dir) if "seconds" in r and r["step"] <= step)
+    return steps, seconds
 
 
 def photo_licences(licences_tsv: Path, split: str = "train") -> str:
@@ -78,8 +93,12 @@ def check_never_worse(scores: dict, input_scores: dict) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run-dir", type=Path, default=Path(os.environ.get("RUN_DIR", "runs/derain-mixed")))
-    parser.add_argument("--checkpoint", type=Path, help="default: RUN_DIR/best.pth")
+    run_dir = os.environ.get("RUN_DIR", "runs/derain-mixed")
+    parser.add_argument(
+        "--run-dir", type=Path, nargs="+", default=[Path(run_dir), Path(f"{run_dir}-finish")],
+        help="the run folders of the training stages, in order (default RUN_DIR and RUN_DIR-finish)",
+    )
+    parser.add_argument("--checkpoint", type=Path, help="default: the last stage's best.pth")
     parser.add_argument("--scores", type=Path, required=True, help="JSON of benchmarks/default_model.py for this checkpoint")
     parser.add_argument("--photos", type=Path, default=Path(os.environ.get("CORPUS", "corpus")) / "photos", help="the corpus (its LICENSES.tsv)")
     parser.add_argument("--out", type=Path, default=PRETRAINED_DIR)
@@ -88,13 +107,13 @@ def main() -> None:
     parser.add_argument("--real-photos", default="", help="what the real photos of the scores are (count, source, licence)")
     args = parser.parse_args()
 
-    checkpoint = args.checkpoint or args.run_dir / "best.pth"
+    checkpoint = args.checkpoint or args.run_dir[-1] / "best.pth"
     measured = json.loads(args.scores.read_text())
     if Path(measured["model"]).resolve() != checkpoint.resolve():
         print(f"warning: {args.scores} measured {measured['model']}, not {checkpoint}", file=sys.stderr)
     check_never_worse(measured["scores"], measured["input_scores"])
     check_never_worse(measured["family_scores"], measured["family_input_scores"])
-    config = load_config(args.run_dir / "config.yaml", check_paths=False)
+    config = load_config(args.run_dir[-1] / "config.yaml", check_paths=False)
     model = load_checkpoint(checkpoint)
     if type(model).__name__.lower() != config.model.name:
         raise SystemExit(f"{checkpoint} holds a {type(model).__name__}, but the run trained {config.model.name}")

@@ -1,12 +1,13 @@
-"""Make README's before/after figure: the default pretrained model on a held-out derain-synth test photo.
+"""Make README's before/after figure: the default pretrained model on a real rainy photo and on a held-out derain-synth test photo.
 
-The test photos of derain-synth are never seen in training (the corpus is split by photo), so
+The real photo has no clean counterpart: its row shows input and result only. The test photos of derain-synth are never seen in training (the corpus is split by photo), so
 the figure shows what a user gets on a new photo. Panels: rainy input, derain's result, clean
 photo, each labelled with its PSNR against the clean photo (``rain100`` protocol).
 
     derain data photos --out data/photos
     derain data synth-benchmark --photos data/photos --out data/derain-synth
-    python scripts/readme_figure.py --benchmark data/derain-synth --preset heavy
+    python scripts/readme_figure.py --benchmark data/derain-synth --preset heavy \\
+        --photo RAINY.jpg --photo-crop 600,690,480,390
 """
 
 from __future__ import annotations
@@ -33,13 +34,30 @@ def labelled(image: np.ndarray, text: str) -> Image.Image:
     return panel
 
 
+def row(panels: list[Image.Image], width: int) -> Image.Image:
+    """Panels side by side, the whole row scaled to ``width``."""
+    sheet = Image.new("RGB", (sum(p.width for p in panels) + GAP * (len(panels) - 1), panels[0].height), "white")
+    for i, panel in enumerate(panels):
+        sheet.paste(panel, (i * (panel.width + GAP), 0))
+    return sheet.resize((width, round(sheet.height * width / sheet.width)), Image.Resampling.LANCZOS)
+
+
+def crop_box(text: str) -> tuple[int, int, int, int]:
+    left, top, width, height = (int(v) for v in text.split(","))
+    return left, top, left + width, top + height
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--benchmark", type=Path, required=True, help="derain-synth root (from 'derain data synth-benchmark')")
     parser.add_argument("--preset", choices=("light", "medium", "heavy"), default="heavy")
     parser.add_argument("--name", help="test pair stem (default: the first)")
+    parser.add_argument("--photo", type=Path, help="a real rainy photo (no clean counterpart) for a first row")
+    parser.add_argument("--photo-crop", type=crop_box, metavar="LEFT,TOP,WIDTH,HEIGHT", help="the part of --photo shown")
+    parser.add_argument("--photo-caption", default="real rainy photo", help="label of the photo's input panel")
     parser.add_argument("--weights", type=Path, help=f"a checkpoint instead of the shipped {DEFAULT_TAG!r}")
     parser.add_argument("--tile", type=int, default=256)
+    parser.add_argument("--width", type=int, default=1200, help="figure width in pixels")
     parser.add_argument("--out", type=Path, default=Path("docs/before_after.jpg"))
     args = parser.parse_args()
 
@@ -48,21 +66,34 @@ def main() -> None:
     if not names:
         parser.error(f"{folder / 'input'}: no test pairs; build derain-synth first")
     name = args.name or names[0]
+    model = derain.load_checkpoint(args.weights) if args.weights else load_pretrained(DEFAULT_TAG)
+    deraining = derain.Deraining(model, tile=args.tile, device="cpu")
+    label = args.weights.name if args.weights else DEFAULT_TAG
+
+    rows = []
+    if args.photo is not None:
+        photo = Image.open(args.photo).convert("RGB")
+        box = args.photo_crop or (0, 0, *photo.size)
+        rainy = np.asarray(photo)
+        restored = deraining(rainy)
+        crop = lambda image: np.ascontiguousarray(image[box[1] : box[3], box[0] : box[2]])  # noqa: E731
+        rows.append([labelled(crop(rainy), args.photo_caption), labelled(crop(restored), f"derain ({label})")])
     rainy = to_uint8(read_image(folder / "input" / f"{name}.png"))
     clean = to_uint8(read_image(folder / "target" / f"{name}.png"))
-    model = derain.load_checkpoint(args.weights) if args.weights else load_pretrained(DEFAULT_TAG)
-    restored = derain.Deraining(model, tile=args.tile, device="cpu")(rainy)
-
-    panels = [
+    restored = deraining(rainy)
+    rows.append([
         labelled(rainy, f"rainy ({args.preset}): {psnr_ssim_matlab(rainy, clean, protocol='rain100')[0]:.2f} dB"),
         labelled(restored, f"derain: {psnr_ssim_matlab(restored, clean, protocol='rain100')[0]:.2f} dB"),
         labelled(clean, "clean"),
-    ]
-    figure = Image.new("RGB", (sum(p.width for p in panels) + GAP * (len(panels) - 1), panels[0].height), "white")
-    for i, panel in enumerate(panels):
-        figure.paste(panel, (i * (panel.width + GAP), 0))
+    ])
+    scaled = [row(panels, args.width) for panels in rows]
+    figure = Image.new("RGB", (args.width, sum(r.height for r in scaled) + GAP * (len(scaled) - 1)), "white")
+    top = 0
+    for r in scaled:
+        figure.paste(r, (0, top))
+        top += r.height + GAP
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    figure.convert("RGB").save(args.out, quality=88)  # JPEG: the README figure stays under 400 KB
+    figure.save(args.out, quality=88)  # JPEG: the README figure stays under 400 KB
     print(f"wrote {args.out} ({name}, {args.preset})")
 
 
