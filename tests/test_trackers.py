@@ -10,7 +10,7 @@ from PIL import Image
 
 from derain.cli import plot as plot_cli
 from derain.training import ConfigError, load_config, train
-from derain.training.plot import PlotError, plot_run
+from derain.training.plot import PlotError, joined_stages, plot_run
 
 from conftest import cli
 from test_training import make_pairs, tiny_config
@@ -87,3 +87,20 @@ def test_plot_of_a_hand_written_log_and_its_errors(tmp_path):
     with pytest.raises(PlotError, match="no loss, val_psnr or lr"):
         plot_run(run_dir)
     assert cli(plot_cli, ["plot", str(tmp_path / "absent")]) == 2
+
+
+def test_plot_joins_training_stages_at_the_checkpoint_each_started_from(tmp_path, capsys):
+    first, second = tmp_path / "stage1", tmp_path / "stage2"
+    first.mkdir(), second.mkdir()
+    # stage 1 logged steps 1-3 but stage 2 started from its step-2 weights
+    (first / "log.jsonl").write_text("".join(f'{{"step": {s}, "loss": {1 / s}, "lr": 0.1}}\n' for s in (1, 2, 3)))
+    (second / "log.jsonl").write_text('{"step": 1, "loss": 0.2}\n{"step": 2, "val_psnr": 30.0}\n')
+    (second / "config.yaml").write_text("model:\n  init: runs/stage1/checkpoints/step_00000002.ema.pth\n")
+    (earlier, series1), (later, series2) = joined_stages([first, second])
+    assert (earlier, later) == (first, second)
+    assert series1["loss"] == [(1, 1.0), (2, 0.5)] and series1["lr"] == [(1, 0.1), (2, 0.1)]
+    assert series2["loss"] == [(3, 0.2)] and series2["val_psnr"] == [(4, 30.0)]
+    (second / "config.yaml").write_text("model:\n  init: derain-synth.safetensors\n")  # not a step: after stage 1's end
+    assert joined_stages([first, second])[1][1]["loss"] == [(4, 0.2)]
+    assert cli(plot_cli, ["plot", str(first), str(second), "-o", str(tmp_path / "both.png")]) == 0
+    assert (tmp_path / "both.png").is_file() and "wrote" in capsys.readouterr().out

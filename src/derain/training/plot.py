@@ -8,8 +8,11 @@ Needs matplotlib (the ``train`` extra).
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
+
+import yaml
 
 # (record field, panel title, logarithmic y axis)
 PANELS = (("loss", "training loss", True), ("val_psnr", "validation PSNR (dB)", False), ("lr", "learning rate", False))
@@ -38,9 +41,46 @@ def read_log(run_dir: str | Path) -> list[dict[str, Any]]:
     return records
 
 
-def plot_run(run_dir: str | Path, output: str | Path | None = None) -> Path:
-    """Draw ``run_dir``'s loss, validation PSNR and learning rate against step; returns the PNG
-    (``RUN_DIR/curves.png`` unless ``output`` is given). Panels without data say so."""
+def stage_start(run_dir: Path, previous_end: int) -> int:
+    """The step at which a later stage's run begins: that of the checkpoint its ``model.init``
+    names (``step_NNNNNNNN[.ema].pth``), else where the stage before it ended."""
+    try:
+        init = (yaml.safe_load((run_dir / "config.yaml").read_text()) or {}).get("model", {}).get("init") or ""
+    except (OSError, yaml.YAMLError, AttributeError):
+        init = ""
+    match = re.search(r"step_(\d{8})(\.ema)?\.pth$", str(init))
+    return int(match.group(1)) if match else previous_end
+
+
+def joined_stages(run_dirs: Sequence[Path]) -> list[tuple[Path, dict[str, list[tuple[int, float]]]]]:
+    """Each run folder with its ``{field: [(step, value)]}`` on one step axis: a later stage's
+    steps counted from its initial checkpoint's, and the earlier stage cut there."""
+    stages: list[tuple[Path, dict[str, list[tuple[int, float]]]]] = []
+    offset = 0
+    for k, run_dir in enumerate(run_dirs):
+        records = read_log(run_dir)
+        if k > 0:
+            offset = stage_start(run_dir, offset)
+            earlier, series = stages[-1]
+            stages[-1] = (earlier, {f: [(s, v) for s, v in points if s <= offset] for f, points in series.items()})
+        # A resumed run repeats the steps after its last checkpoint; the later record of a step wins.
+        series = {
+            field: sorted({offset + r["step"]: r[field] for r in records if isinstance(r.get(field), (int, float))}.items())
+            for field, _, _ in PANELS
+        }
+        if not any(series.values()):
+            raise PlotError(f"{run_dir / 'log.jsonl'}: no loss, val_psnr or lr records to draw")
+        stages.append((run_dir, series))
+        offset = max(step for points in series.values() for step, _ in points)
+    return stages
+
+
+def plot_run(run_dirs: str | Path | Sequence[str | Path], output: str | Path | None = None) -> Path:
+    """Draw a run's loss, validation PSNR and learning rate against step; returns the PNG
+    (``curves.png`` in the last run folder unless ``output`` is given). Several run folders are
+    the stages of one training, each started from a checkpoint of the one before: they are
+    drawn on one step axis, each from the step its initial checkpoint holds. Panels without
+    data say so."""
     try:
         import matplotlib
     except ImportError:
@@ -48,29 +88,26 @@ def plot_run(run_dir: str | Path, output: str | Path | None = None) -> Path:
     matplotlib.use("Agg")  # files only: no display, and the same on every machine
     from matplotlib import pyplot as plt
 
-    records = read_log(run_dir)
-    # A resumed run repeats the steps after its last checkpoint; the later record of a step wins.
-    series = {
-        field: sorted({r["step"]: r[field] for r in records if isinstance(r.get(field), (int, float))}.items())
-        for field, _, _ in PANELS
-    }
-    if not any(series.values()):
-        raise PlotError(f"{Path(run_dir) / 'log.jsonl'}: no loss, val_psnr or lr records to draw")
-    output = Path(output) if output is not None else Path(run_dir) / "curves.png"
+    run_dirs = [Path(run_dirs)] if isinstance(run_dirs, (str, Path)) else [Path(d) for d in run_dirs]
+    stages = joined_stages(run_dirs)
+    output = Path(output) if output is not None else run_dirs[-1] / "curves.png"
     figure, axes = plt.subplots(len(PANELS), 1, sharex=True, figsize=(7, 8), constrained_layout=True)
     for axis, (field, title, logarithmic) in zip(axes, PANELS):
-        points = series[field]
         axis.set_title(title, fontsize=10)
         axis.grid(True, alpha=0.3)
-        if not points:
+        drawn = [(run_dir, stage[field]) for run_dir, stage in stages if stage[field]]
+        if not drawn:
             axis.text(0.5, 0.5, f"no {field} in log.jsonl", ha="center", va="center", transform=axis.transAxes)
             continue
-        steps, values = zip(*points)
-        axis.plot(steps, values, marker="o" if len(points) < 20 else None, markersize=3)
-        if logarithmic and min(values) > 0:
+        for run_dir, points in drawn:
+            steps, values = zip(*points)
+            axis.plot(steps, values, marker="o" if len(points) < 20 else None, markersize=3, label=run_dir.resolve().name)
+        if logarithmic and min(v for _, points in drawn for _, v in points) > 0:
             axis.set_yscale("log")
+        if len(stages) > 1:
+            axis.legend(fontsize=8)
     axes[-1].set_xlabel("step")
-    figure.suptitle(Path(run_dir).resolve().name)
+    figure.suptitle(" + ".join(run_dir.resolve().name for run_dir in run_dirs))
     output.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(output, dpi=100)
     plt.close(figure)
