@@ -20,19 +20,7 @@ if [ ! -d "$CORPUS/derain-synth" ]; then
     derain data synth-benchmark --photos "$CORPUS/photos" --out "$CORPUS/derain-synth"
 fi
 if [ ! -d "$CORPUS/derain-synth-val" ]; then
-    # as derain-synth's own pairs (short side 480, fixed seeds), from the val photos
-    python - "$CORPUS" <<'PY'
-import sys
-from pathlib import Path
-
-from derain.data.benchmark import BENCHMARK_SEED, BENCHMARK_SHORT_SIDE, make_pairs
-
-corpus = Path(sys.argv[1])
-for number, preset in enumerate(("light", "medium", "heavy")):
-    count = make_pairs(corpus / "photos" / "val", corpus / "derain-synth-val" / preset, preset=preset,
-                       seed=BENCHMARK_SEED + 100 + number, short_side=BENCHMARK_SHORT_SIDE)
-    print(f"{corpus}/derain-synth-val/{preset}: {count} pairs")
-PY
+    python "$(dirname "$0")/make_derain_synth_val.py" "$CORPUS"
 fi
 
 if ls "$RUN_DIR"/checkpoints/step_*.state.pt >/dev/null 2>&1; then
