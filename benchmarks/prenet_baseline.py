@@ -196,7 +196,7 @@ def real_scores(models: dict[str, Deraining], folder: Path, kinds: dict[str, lis
     def means(names: list[str]) -> dict:
         return {
             label: {
-                metric: float(np.nanmean([v if (v := per_photo[n][label][metric]) is not None else np.nan for n in names]))
+                metric: float(np.nanmean([_number(per_photo[n][label][metric]) for n in names]))
                 for metric in ("niqe", "brisque")
             } | {"photos": len(names)}
             for label in labels
@@ -208,6 +208,11 @@ def real_scores(models: dict[str, Deraining], folder: Path, kinds: dict[str, lis
         if names:
             result["per_kind"][kind] = means(names)
     return result
+
+
+def _number(value: float | None) -> float:
+    """A score, or NaN where the metric could not score the image."""
+    return float("nan") if value is None else value
 
 
 def print_tables(results: dict) -> None:
@@ -225,6 +230,10 @@ def print_tables(results: dict) -> None:
         for name, row in {"all": real["mean"], **real["per_kind"]}.items():
             count = row["input"]["photos"]
             print(f"| {name} ({count}) | " + " | ".join(f"{row[l]['niqe']:.2f} / {row[l]['brisque']:.1f}" for l in labels) + " |")
+        print(f"\nper photo: NIQE / BRISQUE; a photo's kinds in brackets\n{header}")
+        for name, row in real["per_photo"].items():
+            cells = [f"{_number(row[l]['niqe']):.2f} / {_number(row[l]['brisque']):.1f}" for l in labels]
+            print(f"| {name} ({', '.join(row['kinds'])}) | " + " | ".join(cells) + " |")
 
 
 def main() -> None:
