@@ -143,7 +143,7 @@ class CompiledForward:
     than the tile, or a last batch with fewer tiles, add one each). On the CPU the weights
     are frozen into the graph (``torch._inductor.config.freezing``), which lets inductor fold
     norms and element-wise ops into the convolutions; later changes to the weights are not
-    seen. Compilation happens on the first call, in the autocast state of that call.
+    seen. Compilation happens on the first call of each shape (and autocast state).
     """
 
     def __init__(self, model: nn.Module, device: torch.device):
