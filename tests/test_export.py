@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
 import pytest
 import torch
@@ -36,7 +37,8 @@ class MultiScaleCNN(nn.Module):
 def test_onnx_dynamic_size_parity(tmp_path):
     pytest.importorskip("onnxruntime")
     model = MultiScaleCNN().eval()
-    path = export_command.export_onnx(model, tmp_path / "m.onnx", torch.rand(1, 3, 32, 32), multiple=8)
+    card = dataclasses.replace(derain.inference.inference_card(model), size_multiple=8)
+    path = export_command.export_onnx(model, tmp_path / "m.onnx", card, 32)
     for shape in [(32, 32), (40, 56), (8, 120)]:
         error = export_command.parity_error(model, path, "onnx", torch.rand(1, 3, *shape))
         assert error <= export_command.ONNX_TOLERANCE

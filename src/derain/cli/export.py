@@ -2,8 +2,8 @@
 
 ONNX needs the optional ``export`` extra (onnx, onnxscript, onnxruntime). The exported
 graph takes a float RGB batch (N, 3, H, W) in [0, 1] and returns the full-resolution
-restored image only (DMSR's 1/2 and 1/4 outputs are training aids). Height and width are
-dynamic in multiples of the model's size multiple. ``--format hub`` writes a
+restored image only (DMSR's 1/2 and 1/4 outputs are training aids). The batch is dynamic,
+and so are height and width, in multiples of the model's size multiple (``--static``: fixed). ``--format hub`` writes a
 ``save_pretrained``-style folder (:mod:`derain.hub`) that ``huggingface-cli upload`` publishes
 and ``derain.load_checkpoint("hf-hub:owner/name")`` reads.
 """
@@ -20,42 +20,17 @@ from torch import nn
 from .. import hub, pretrained
 from ..checkpoint import CheckpointError, _config_for, load_checkpoint, read_state_dict
 from ..inference import first_output, inference_card
+from ..inference.backends import RestoredImage, import_onnxruntime, onnx_program
+from ..registry import ModelCard
 from ..factory import list_models, model_card
 
 ONNX_TOLERANCE = 1e-4
 TORCHSCRIPT_TOLERANCE = 1e-5
-MAX_DYNAMIC_SIZE = 8192
 
 
-class RestoredImage(nn.Module):
-    """Wraps a model so that it returns only the full-resolution restoration."""
-
-    def __init__(self, model: nn.Module):
-        super().__init__()
-        self.model = model
-
-    def forward(self, rainy: torch.Tensor) -> torch.Tensor:
-        return first_output(self.model(rainy))
-
-
-def export_onnx(model: nn.Module, path: Path, example: torch.Tensor, multiple: int, dynamic: bool = True) -> Path:
-    """Write ``model`` as ONNX with the dynamo exporter; H and W dynamic multiples of ``multiple``."""
-    dynamic_shapes = None
-    if dynamic:
-        steps = MAX_DYNAMIC_SIZE // multiple
-        height = multiple * torch.export.Dim("height_steps", min=1, max=steps)
-        width = multiple * torch.export.Dim("width_steps", min=1, max=steps)
-        dynamic_shapes = {"rainy": {2: height, 3: width}}
-    program = torch.onnx.export(
-        RestoredImage(model).eval(),
-        (example,),
-        dynamo=True,
-        dynamic_shapes=dynamic_shapes,
-        input_names=["rainy"],
-        output_names=["restored"],
-        verbose=False,
-    )
-    program.save(str(path))
+def export_onnx(model: nn.Module, path: Path, card: ModelCard, side: int, dynamic: bool = True) -> Path:
+    """Write ``model`` as ONNX (:func:`derain.inference.backends.onnx_program`)."""
+    onnx_program(model, card, side, dynamic).save(str(path))
     return path
 
 
@@ -72,9 +47,7 @@ def parity_error(model: nn.Module, path: Path, fmt: str, rainy: torch.Tensor) ->
     with torch.no_grad():
         expected = first_output(model(rainy))
         if fmt == "onnx":
-            import onnxruntime
-
-            session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+            session = import_onnxruntime().InferenceSession(str(path), providers=["CPUExecutionProvider"])
             actual = torch.from_numpy(session.run(None, {"rainy": rainy.numpy()})[0])
         else:
             actual = torch.jit.load(str(path))(rainy)
@@ -140,11 +113,11 @@ def run(args: argparse.Namespace) -> int:
     args.output.parent.mkdir(parents=True, exist_ok=True)
     if args.format == "onnx":
         try:
-            import onnxruntime  # noqa: F401  (checked before the slow export)
-        except ImportError:
-            print("derain export: error: ONNX needs: pip install 'derain[export]'", file=sys.stderr)
+            import_onnxruntime()  # before the slow export
+        except ValueError as err:
+            print(f"derain export: error: {err}", file=sys.stderr)
             return 2
-        export_onnx(model, args.output, example, card.size_multiple, dynamic=not args.static)
+        export_onnx(model, args.output, card, args.size, dynamic=not args.static)
         tolerance = ONNX_TOLERANCE
     else:
         export_torchscript(model, args.output, example)

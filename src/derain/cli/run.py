@@ -17,6 +17,7 @@ from ..factory import list_models
 from ..imageio import DEFAULT_MAX_PIXELS, ImageReadError, fit_to_format, read_image, write_image
 from ..inference import Deraining
 from ..inference.api import AUTO, PRECISIONS, PROTOCOLS, resolve_device
+from ..inference.backends import BACKENDS
 from ..pretrained import DEFAULT_TAG, load_pretrained
 from .jobs import add_job_options, finish_job, start_job
 
@@ -49,7 +50,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
-    """The model, weights, tiling, device and precision options; ``derain video`` shares them."""
+    """The model, weights, tiling, device, precision and backend options; ``derain video`` shares them."""
     parser.add_argument("--model", choices=list_models(), help="architecture (default: detected from --weights)")
     parser.add_argument("--weights", type=Path, help="checkpoint file (default: the shipped pretrained weights)")
     parser.add_argument("--pretrained", default=DEFAULT_TAG, metavar="TAG", help=f"pretrained weights used without --weights (default {DEFAULT_TAG})")
@@ -62,7 +63,26 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--overlap", type=int, help="pixels shared by tiles (default: the model card's)")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto (default)")
-    parser.add_argument("--precision", choices=tuple(PRECISIONS), default="fp32")
+    parser.add_argument(
+        "--precision",
+        choices=tuple(PRECISIONS),
+        default="fp32",
+        help="fp32 (default); fp16 or bf16 under autocast. On a CPU, bf16 pays off only with bfloat16 "
+        "instructions (AVX512-BF16 or AMX) and runs fp32, with a warning, without them",
+    )
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the model (on the CPU with frozen weights): faster tiles after a warm-up "
+        "of a minute or more per tile shape",
+    )
+    parser.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="torch",
+        help="torch (default) or onnxruntime: the model exported to ONNX at start (a minute or more) "
+        "and run by ONNX Runtime, fp32 only; needs pip install \"derain[export]\"",
+    )
     parser.add_argument(
         "--batch-size",
         type=int,
@@ -97,6 +117,8 @@ def load_derainer(args: argparse.Namespace) -> Deraining:
         precision=args.precision,
         batch_size=args.batch_size,
         protocol=args.protocol,
+        backend=args.backend,
+        compile=args.compile,
     )
 
 

@@ -18,6 +18,7 @@ from ..imageio import array_from_pil, from_tensor, to_tensor
 from ..pretrained import DEFAULT_TAG, load_pretrained
 from ..registry import ModelCard, card_of, unknown_card
 from . import memory
+from .backends import forward_of, resolve_precision
 from .padding import padded_size
 from .protocols import OFFICIAL_PROTOCOLS
 from .tiling import run_padded, tiled_forward
@@ -71,7 +72,8 @@ class Deraining:
             under the official protocol, as the official scripts run them.
         overlap: pixels shared by neighbouring tiles, blended linearly; ``None``: the card's.
         device: ``"cpu"``, ``"cuda"``, ``"auto"``...; tiles run there, full images stay on the CPU.
-        precision: ``"fp32"``, ``"fp16"`` or ``"bf16"`` (autocast).
+        precision: ``"fp32"``, ``"fp16"`` or ``"bf16"`` (autocast); bf16 on a CPU without
+            bfloat16 instructions runs fp32, with a warning (:func:`~.backends.resolve_precision`).
         batch_size: images (or tiles of one large image) per forward pass; only a model
             whose batch items are independent (:func:`is_batch_independent`) is given more
             than one, so the output never depends on it.
@@ -79,6 +81,10 @@ class Deraining:
             (the paper's test procedure, see :mod:`derain.inference.protocols`).
         progress: a progress bar over the tiles of each image: ``None`` shows it for images
             of many tiles when stderr is a terminal, ``True`` always, ``False`` never.
+        backend: ``"torch"`` or ``"onnxruntime"`` (the model exported to ONNX once, here, and
+            run by ONNX Runtime; fp32 only; needs the ``export`` extra).
+        compile: run the torch backend through ``torch.compile``; it compiles on the first
+            tile of each new shape (:class:`~.backends.CompiledForward`).
 
     Example:
         >>> derainer = Deraining("drsformer", weights="drsformer_rain200h.pth", tile=512)  # doctest: +SKIP
@@ -97,6 +103,8 @@ class Deraining:
         batch_size: int = 1,
         protocol: str = "blended",
         progress: bool | None = None,
+        backend: str = "torch",
+        compile: bool = False,
     ):
         if weights is not None:
             model = load_checkpoint(weights, model)
@@ -121,7 +129,15 @@ class Deraining:
         if isinstance(tile, str) and tile != AUTO:
             raise ValueError(f"tile must be a number of pixels, None or {AUTO!r}, got {tile!r}")
         self.device = resolve_device(device)
+        self.precision = resolve_precision(precision, self.device)
         self.model = model.eval().to(self.device)
+        # What runs each padded batch; self.model stays the eager module (memory probes, users).
+        self.forward = forward_of(
+            self.model, card, self.device, backend=backend, compile=compile, precision=self.precision
+        )
+        # A compiled forward compiles once per shape: "auto" keeps the tile it chose first.
+        self._pin_tile = compile
+        self._pinned_tile: int | None = None
         # "auto" under the official protocol is the official script's default: whole images;
         # a module without a card has no tile advice, so it runs whole images as before.
         if tile == AUTO and (protocol == "official" or card.tile is None):
@@ -133,7 +149,6 @@ class Deraining:
         self.progress = progress
         self.overlap = card.overlap if overlap is None else overlap
         self.protocol = protocol
-        self.precision = precision
         # Batching images or tiles of a model whose batch items interact would change its output.
         self.batch_size = batch_size if is_batch_independent(self.model, card) else 1
 
@@ -151,10 +166,10 @@ class Deraining:
         with self._autocast():
             if self.protocol == "official":
                 protocol = OFFICIAL_PROTOCOLS[self.card.official_protocol]
-                restored = protocol(self.model, x.to(self.device), self.tile, self.overlap)
+                restored = protocol(self.forward, x.to(self.device), self.tile, self.overlap)
             elif self.tile is None:
                 restored = run_padded(
-                    self.model, x.to(self.device), self.card.size_multiple, min_size=self.card.min_size
+                    self.forward, x.to(self.device), self.card.size_multiple, min_size=self.card.min_size
                 )
             elif self.tile == AUTO:
                 restored = self._restore_memory_aware(x.cpu())
@@ -163,7 +178,7 @@ class Deraining:
                 # images themselves, batch_size at a time (tiled_forward batches within an image).
                 restored = torch.cat([
                     run_padded(
-                        self.model, chunk.to(self.device), self.card.size_multiple, min_size=self.card.min_size
+                        self.forward, chunk.to(self.device), self.card.size_multiple, min_size=self.card.min_size
                     ).to(x.device, x.dtype)
                     for chunk in x.cpu().split(self.batch_size)
                 ])
@@ -173,7 +188,7 @@ class Deraining:
 
     def _tiled(self, x: torch.Tensor, tile: int) -> torch.Tensor:
         return tiled_forward(
-            self.model,
+            self.forward,
             x,
             tile,
             self.overlap,
@@ -185,14 +200,24 @@ class Deraining:
         )
 
     def auto_tile(self, x: torch.Tensor) -> int:
-        """The tile ``"auto"`` uses for ``x`` (N, 3, H, W): what the free memory holds now,
-        no larger than the image or than a tile that ran out of memory before."""
+        """The tile ``"auto"`` uses for ``x`` (N, 3, H, W): what the free memory holds now
+        (compiled: held for the first image), no larger than the image or than a tile that ran
+        out of memory before."""
+        tile = self._pinned_tile or self._memory_tile(x)
+        if self._pin_tile:
+            self._pinned_tile = tile
+        # A tile beyond the image is the whole image: start halving from there.
+        whole = padded_size(max(x.shape[-2:]), self.card.size_multiple, self.card.min_size)
+        tile = min(tile, max(whole, self.card.tile))
+        return tile if self._tile_cap is None else min(tile, self._tile_cap)
+
+    def _memory_tile(self, x: torch.Tensor) -> int:
         try:
             per_pixel = memory.bytes_per_pixel(self.model, self.card, self.device, self.precision, self._autocast)
         except RuntimeError:  # the probe itself ran out of memory (or cannot be traced): the card's tile
             memory.release_cached_memory(self.device)
             per_pixel = None
-        tile = memory.choose_tile(
+        return memory.choose_tile(
             memory.available_memory(self.device),
             per_pixel,
             self.card,
@@ -200,10 +225,6 @@ class Deraining:
             image_pixels=x.shape[0] * x.shape[-2] * x.shape[-1],
             device_type=self.device.type,
         )
-        # A tile beyond the image is the whole image: start halving from there.
-        whole = padded_size(max(x.shape[-2:]), self.card.size_multiple, self.card.min_size)
-        tile = min(tile, max(whole, self.card.tile))
-        return tile if self._tile_cap is None else min(tile, self._tile_cap)
 
     def _restore_memory_aware(self, x: torch.Tensor) -> torch.Tensor:
         """Tiles of :meth:`auto_tile`; on an out-of-memory error, half the tile and the same image again."""
@@ -285,6 +306,8 @@ def derain(
     precision: str = "fp32",
     protocol: str = "blended",
     progress: bool | None = None,
+    backend: str = "torch",
+    compile: bool = False,
 ) -> ImageLike:
     """Derain one image (array, PIL image or tensor) and return the same kind.
 
@@ -293,5 +316,5 @@ def derain(
     """
     return Deraining(
         model, weights, tile=tile, overlap=overlap, device=device, precision=precision, protocol=protocol,
-        progress=progress,
+        progress=progress, backend=backend, compile=compile,
     )(image)
