@@ -324,7 +324,9 @@ class _ExpertSteps(nn.Module):
     def forward(self, x: torch.Tensor, expert_weights: torch.Tensor) -> torch.Tensor:
         x = self.preprocess(x)
         for step, layer in enumerate(self._ops):
-            x = layer(x, expert_weights[:, step]).add_(x).relu_()  # the step's output is fresh (conv, ReLU)
+            out = layer(x, expert_weights[:, step])
+            # without autograd, in place on the step's fresh output (autograd needs it for the ReLU's gradient)
+            x = (x + out).relu_() if torch.is_grad_enabled() else out.add_(x).relu_()
         return x
 
 
