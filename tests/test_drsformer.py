@@ -100,3 +100,51 @@ def test_float32_output_is_contiguous_nchw():
     with torch.no_grad():
         restored = model(torch.rand(1, 3, 16, 16))
     assert restored.is_contiguous()
+
+
+@pytest.mark.parametrize("first, second", [(5, 5), (6, 4), (3, 7)])
+def test_pair_sums_equal_the_sums_of_the_concatenation(first, second):
+    from derain.models.drsformer import _pair_sums
+
+    a, b = torch.randn(2, first, 5, 6), torch.randn(2, second, 5, 6)
+    whole = torch.cat([a, b], dim=1)
+    torch.testing.assert_close(_pair_sums(a, b), whole[:, 0::2] + whole[:, 1::2], rtol=0, atol=0)
+    with pytest.raises(ValueError, match="even number of channels"):
+        _pair_sums(a, b[:, :1] if second % 2 == 0 else b[:, :2])
+
+
+@pytest.mark.parametrize("dim, factor, bias", [(8, 2.66, False), (12, 2.66, True), (8, 2.0, False)])
+def test_feed_forward_equals_the_official_form_with_and_without_autograd(dim, factor, bias):
+    """Hidden widths 21 and 31 (a channel pair straddles the 3x3 and 5x5 parts) and 16."""
+    from derain.models.drsformer import MixedScaleFeedForward
+
+    torch.manual_seed(0)
+    ffn = MixedScaleFeedForward(dim, factor, bias)
+    x = torch.randn(1, dim, 9, 10)
+
+    def official(x):  # the official FeedForward: exchanged halves, grouped convs of two channels
+        x = ffn.project_in(x)
+        x1_3, x2_3 = torch.relu(ffn.dwconv3x3(x)).chunk(2, dim=1)
+        x1_5, x2_5 = torch.relu(ffn.dwconv5x5(x)).chunk(2, dim=1)
+        x1 = torch.relu(ffn.dwconv3x3_1(torch.cat([x1_3, x1_5], dim=1)))
+        x2 = torch.relu(ffn.dwconv5x5_1(torch.cat([x2_3, x2_5], dim=1)))
+        return ffn.project_out(torch.cat([x1, x2], dim=1))
+
+    expected = official(x)
+    torch.testing.assert_close(ffn(x), expected, rtol=1e-5, atol=1e-6)
+    ffn(x).sum().backward()  # training takes the autograd path
+    assert all(p.grad is not None for p in ffn.parameters())
+    with torch.inference_mode():
+        torch.testing.assert_close(ffn(x), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_expert_step_writes_the_same_concatenation_without_autograd():
+    from derain.models.drsformer import MixtureOfExpertsCompensator
+
+    torch.manual_seed(0)
+    mefc = MixtureOfExpertsCompensator(8)
+    x = torch.randn(2, 8, 12, 10).contiguous(memory_format=torch.channels_last)
+    trained = mefc(x)  # autograd on: the concatenation of the scaled experts
+    with torch.inference_mode():
+        inferred = mefc(x)  # each expert scaled into its slice of one buffer
+    torch.testing.assert_close(inferred, trained.detach(), rtol=0, atol=0)

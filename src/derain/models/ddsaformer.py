@@ -150,10 +150,15 @@ class SpatialEnhancedFFN(nn.Module):
         for conv, group in zip(self.dwconvs, rest):
             previous = conv(group if previous is None else group + previous)
             outputs.append(previous)
-        x = F.gelu(torch.cat(outputs, dim=1))
+        hidden = torch.cat(outputs, dim=1)
+        del first, rest, previous, outputs  # the groups are copied: drop them before the GELU
+        x = F.gelu(hidden)
+        del hidden
         if self.spatial_conv is not None:
             pooled = torch.cat([x.mean(dim=1, keepdim=True), x.amax(dim=1, keepdim=True)], dim=1)
-            x = x * torch.sigmoid(self.spatial_conv(pooled))
+            gate = torch.sigmoid(self.spatial_conv(pooled))
+            # in place without autograd, which needs the GELU output for the gate's gradient
+            x = x * gate if torch.is_grad_enabled() else x.mul_(gate)
         return self.project_out(x)
 
 

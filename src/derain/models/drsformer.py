@@ -108,8 +108,8 @@ class MixedScaleFeedForward(nn.Module):
     read two neighbouring channels (2g and 2g+1), as in the official code.
 
     PyTorch's CPU kernels for convs with two input channels per group are several times
-    slower than depthwise ones, so :func:`_pairwise_grouped_conv` computes them as a
-    depthwise conv followed by a sum of neighbouring channels: the same function.
+    slower than depthwise ones, so ``_branch`` computes them as a depthwise conv followed
+    by a sum of neighbouring channels: the same function.
     """
 
     def __init__(self, dim: int, ffn_expansion_factor: float, bias: bool) -> None:
@@ -123,24 +123,75 @@ class MixedScaleFeedForward(nn.Module):
         self.project_out = nn.Conv2d(hidden * 2, dim, 1, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.project_in(x)
-        a3, b3 = F.relu(self.dwconv3x3(x), inplace=True).chunk(2, dim=1)
-        a5, b5 = F.relu(self.dwconv5x5(x), inplace=True).chunk(2, dim=1)
-        x1 = _pairwise_grouped_conv(self.dwconv3x3_1, torch.cat([a3, a5], dim=1)).relu_()
-        x2 = _pairwise_grouped_conv(self.dwconv5x5_1, torch.cat([b3, b5], dim=1)).relu_()
-        return self.project_out(torch.cat([x1, x2], dim=1))
+        # The halves of project_in's output never meet before project_out, so each branch is
+        # computed from x on its own and every map is dropped once used: at most three
+        # half-width maps (plus the branch kept for the end) are alive instead of about seven
+        # hidden-width ones (decoder level 1, the largest full-size stage, has 2x255 hidden
+        # channels). Same values: convs treat output channels independently (conv_chunks).
+        x1 = self._branch(x, 0, self.dwconv3x3_1)
+        x2 = self._branch(x, 1, self.dwconv5x5_1)
+        mixed = torch.cat([x1, x2], dim=1)
+        del x1, x2
+        return self.project_out(mixed)
+
+    def _branch(self, x: torch.Tensor, index: int, pairwise: nn.Conv2d) -> torch.Tensor:
+        """``relu(pairwise(cat[relu(dwconv3x3(h)), relu(dwconv5x5(h))]))`` with h = half ``index`` of project_in(x).
+
+        The grouped ``pairwise`` conv (two input channels per group) runs as a depthwise conv
+        on each part of the concatenation, which is never built, and the sums of neighbouring
+        channels (:func:`_pair_sums`); each map is dropped as soon as it is used.
+        """
+        half = _conv_chunk(self.project_in, x, index)
+        d3 = F.relu(_conv_chunk(self.dwconv3x3, half, index), inplace=True)
+        d5 = F.relu(_conv_chunk(self.dwconv5x5, half, index), inplace=True)
+        del half
+        out_channels, _, kh, kw = pairwise.weight.shape
+        kernels = pairwise.weight.view(2 * out_channels, 1, kh, kw)  # the depthwise form
+        n = d3.shape[1]
+        y3 = F.conv2d(d3, kernels[:n], padding=pairwise.padding, groups=n)
+        del d3
+        y5 = F.conv2d(d5, kernels[n:], padding=pairwise.padding, groups=2 * out_channels - n)
+        del d5
+        out = _pair_sums(y3, y5)
+        if pairwise.bias is not None:
+            out.add_(pairwise.bias.view(1, -1, 1, 1))
+        return out.relu_()
 
 
-def _pairwise_grouped_conv(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
-    """``conv(x)`` for a conv with groups of two input channels and one output each.
+def _conv_chunk(conv: nn.Conv2d, x: torch.Tensor, index: int) -> torch.Tensor:
+    """``conv(x).chunk(2, dim=1)[index]``; for a depthwise ``conv``, ``x`` is that chunk of its input."""
+    weight = conv.weight.chunk(2)[index]
+    bias = conv.bias.chunk(2)[index] if conv.bias is not None else None
+    groups = 1 if conv.groups == 1 else weight.shape[0]
+    return F.conv2d(x, weight, bias, conv.stride, conv.padding, conv.dilation, groups)
 
-    Output g is ``w[g, 0] ⋆ x[2g] + w[g, 1] ⋆ x[2g+1]``: a depthwise conv with the kernels
-    ``w.view(2G, 1, k, k)`` followed by the sum of each pair of neighbouring channels.
+
+def _empty_like_layout(x: torch.Tensor, channels: int) -> torch.Tensor:
+    """An uninitialised (B, ``channels``, H, W) tensor in ``x``'s memory layout (channels-last or not)."""
+    layout = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
+    return torch.empty((x.shape[0], channels, *x.shape[2:]), dtype=x.dtype, device=x.device, memory_format=layout)
+
+
+def _pair_sums(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+    """Channel g is ``c[2g] + c[2g+1]`` of ``c = cat([first, second], dim=1)``, without building c.
+
+    When ``first`` has an odd number of channels, one pair straddles the two parts. With
+    autograd on (training), c is built: ``out=`` has no gradient.
     """
-    out_channels, _, kh, kw = conv.weight.shape
-    y = F.conv2d(x, conv.weight.view(2 * out_channels, 1, kh, kw), padding=conv.padding, groups=2 * out_channels)
-    y = y[:, 0::2] + y[:, 1::2]
-    return y if conv.bias is None else y.add_(conv.bias.view(1, -1, 1, 1))
+    n = first.shape[1]
+    total = n + second.shape[1]
+    if total % 2:
+        raise ValueError(f"pair sums need an even number of channels, got {n} + {second.shape[1]}")
+    if torch.is_grad_enabled() and (first.requires_grad or second.requires_grad):
+        whole = torch.cat([first, second], dim=1)
+        return whole[:, 0::2] + whole[:, 1::2]
+    out = _empty_like_layout(first, total // 2)
+    m = n // 2  # pairs within first
+    torch.add(first[:, 0 : 2 * m : 2], first[:, 1 : 2 * m : 2], out=out[:, :m])
+    if n % 2:
+        torch.add(first[:, n - 1 :], second[:, :1], out=out[:, m : m + 1])
+    torch.add(second[:, n % 2 :: 2], second[:, n % 2 + 1 :: 2], out=out[:, m + n % 2 :])
+    return out
 
 
 class SparseTransformerBlock(nn.Module):
@@ -227,8 +278,16 @@ class _ExpertStep(nn.Module):
     def forward(self, x: torch.Tensor, expert_weights: torch.Tensor) -> torch.Tensor:
         """``expert_weights`` is (B, 8); expert o's output is scaled by column o."""
         weights = expert_weights.view(*expert_weights.shape, 1, 1)
-        # every expert ends in a conv or pool, whose fresh output can be scaled in place
-        return self._out(torch.cat([op(x).mul_(weights[:, o : o + 1]) for o, op in enumerate(self._ops)], 1))
+        if torch.is_grad_enabled():  # autograd cannot write into slices of one tensor (out=)
+            # every expert ends in a conv or pool, whose fresh output can be scaled in place
+            return self._out(torch.cat([op(x).mul_(weights[:, o : o + 1]) for o, op in enumerate(self._ops)], 1))
+        # Inference: each expert's output is scaled straight into its slice of the
+        # concatenation and dropped, so one expert's maps are alive at a time, not eight.
+        channels = x.shape[1]
+        mixed = _empty_like_layout(x, channels * _NUM_EXPERTS)
+        for o, op in enumerate(self._ops):
+            torch.mul(op(x), weights[:, o : o + 1], out=mixed[:, o * channels : (o + 1) * channels])
+        return self._out(mixed)
 
 
 class _ExpertGate(nn.Module):
@@ -265,7 +324,9 @@ class _ExpertSteps(nn.Module):
     def forward(self, x: torch.Tensor, expert_weights: torch.Tensor) -> torch.Tensor:
         x = self.preprocess(x)
         for step, layer in enumerate(self._ops):
-            x = (x + layer(x, expert_weights[:, step])).relu_()
+            out = layer(x, expert_weights[:, step])
+            # without autograd, in place on the step's fresh output (autograd needs it for the ReLU's gradient)
+            x = (x + out).relu_() if torch.is_grad_enabled() else out.add_(x).relu_()
         return x
 
 

@@ -268,9 +268,13 @@ class RestormerUNet(nn.Module):
         enc3 = self.encoder_level3(self.down2_3(enc2))
         latent = self.latent(self.down3_4(enc3))
         dec3 = self.reduce_chan_level3(torch.cat([self.up4_3(latent), enc3], 1))
+        del latent, enc3  # each skip is dropped once concatenated (in inference, nothing else holds it)
         dec3 = self.decoder_level3(dec3)
         dec2 = self.reduce_chan_level2(torch.cat([self.up3_2(dec3), enc2], 1))
+        del dec3, enc2
         dec2 = self.decoder_level2(dec2)
-        dec1 = self.decoder_level1(torch.cat([self.up2_1(dec2), enc1], 1))
+        dec1 = torch.cat([self.up2_1(dec2), enc1], 1)
+        del dec2, enc1  # the full-size skip is not alive through decoder level 1
+        dec1 = self.decoder_level1(dec1)
         # the blocks may compute channels-last (fast_layout); callers get contiguous NCHW
         return (self.output(self.refinement(dec1)) + inp_img).contiguous()
