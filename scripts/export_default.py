@@ -7,11 +7,12 @@ steps and the training wall time), and the scores written by ``benchmarks/defaul
 on the derain-synth test presets, its held-out rain families and real rainy photos. A model that
 makes any preset or family worse than the rainy input is refused: it is never shipped.
 
-    FINAL=$RUN_DIR-finish/checkpoints/step_00001000.ema.pth
+    FINAL=$RUN_DIR-presets/checkpoints/step_00000300.ema.pth
     python benchmarks/default_model.py --checkpoint $FINAL --real REAL_PHOTOS --json scores.json
     python scripts/export_default.py --checkpoint $FINAL --scores scores.json --real-photos "..."
 
-Training runs in two stages (``RUN_DIR`` and ``RUN_DIR-finish``); steps and wall time add up both.
+Training runs in three stages (``RUN_DIR``, ``RUN_DIR-finish``, ``RUN_DIR-presets``); steps and
+wall time add them up.
 ``RUN_DIR`` and ``CORPUS`` are the variables of ``scripts/train_default.sh`` (defaults
 ``runs/derain-mixed`` and ``corpus``, relative to the current folder).
 """
@@ -35,14 +36,18 @@ from derain.training import load_config
 
 REPO = Path(__file__).resolve().parents[1]
 COMMAND = "OMP_NUM_THREADS=2 scripts/train_default.sh"
-RECIPE = "configs/derain-mixed.yaml (stage 1), then configs/derain-mixed-finish.yaml (stage 2)"
+RECIPE = (
+    "configs/derain-mixed.yaml (stage 1), then configs/derain-mixed-finish.yaml (stage 2), then "
+    "configs/derain-mixed-presets.yaml (stage 3), each from the EMA weights of the one before"
+)
 DATA = (
     "derain's mixed rain (derain.data.synth: the light/medium/heavy presets and the jorder, ddn, drizzle, "
     "drops, splashes, night, fog and camera families, one drawn per pair, plus drops, fog and the camera's "
     "part on some) on the corpus's 56 train photos at short sides 360/480/640, 6 pairs per photo and "
     "scale, each with a random crop, exposure, gamma and saturation change (1 in 8 strongly blurred); "
     "fine-tuned from derain-synth; in stage 2 a third of the pairs are the light/medium/heavy presets "
-    "(derain-synth's training pairs and 2 more per photo and preset at short side 480); validated on the corpus's 8 val photos under mixed rain, never on "
+    "(derain-synth's training pairs and 2 more per photo and preset at short side 480), in stage 3 three "
+    "fifths; validated on the corpus's 8 val photos under mixed rain (stage 3 also under the presets), never on "
     "derain-synth test, its families split or any published benchmark"
 )
 
@@ -95,8 +100,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     run_dir = os.environ.get("RUN_DIR", "runs/derain-mixed")
     parser.add_argument(
-        "--run-dir", type=Path, nargs="+", default=[Path(run_dir), Path(f"{run_dir}-finish")],
-        help="the run folders of the training stages, in order (default RUN_DIR and RUN_DIR-finish)",
+        "--run-dir", type=Path, nargs="+", default=[Path(run_dir), Path(f"{run_dir}-finish"), Path(f"{run_dir}-presets")],
+        help="the run folders of the training stages, in order (default RUN_DIR, RUN_DIR-finish, RUN_DIR-presets)",
     )
     parser.add_argument("--checkpoint", type=Path, help="default: the last stage's best.pth")
     parser.add_argument("--scores", type=Path, required=True, help="JSON of benchmarks/default_model.py for this checkpoint")
