@@ -108,21 +108,32 @@ def ceilings() -> dict[str, float]:
     return measured_ceilings("cpu", ("float32",))
 
 
-def _in_fresh_process(function, *args):
+def in_fresh_process(function, *args):
     with multiprocessing.get_context("spawn").Pool(1) as pool:
         return pool.apply(function, args)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_checkout_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--drsformer CHECKOUT``, ``--cpraformer CHECKOUT``, ``--dmsr CHECKOUT``."""
     for name in OFFICIAL:
         parser.add_argument(f"--{name}", metavar="CHECKOUT", help=f"official repository of {name}")
-    parser.add_argument("--sizes", nargs="+", type=int, default=[256, 512])
-    parser.add_argument("--repeats", type=int, default=3)
-    args = parser.parse_args()
+
+
+def given_checkouts(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict[str, str]:
+    """``{model: checkout}`` of the checkouts given; at least one, or the parser's error."""
     checkouts = {name: getattr(args, name) for name in OFFICIAL if getattr(args, name)}
     if not checkouts:
         parser.error("give at least one official checkout (--drsformer, --cpraformer, --dmsr)")
+    return checkouts
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_checkout_arguments(parser)
+    parser.add_argument("--sizes", nargs="+", type=int, default=[256, 512])
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    checkouts = given_checkouts(parser, args)
 
     import torch
 
@@ -130,7 +141,7 @@ def main() -> None:
 
     print(f"torch {torch.__version__}, {os.environ.get('OMP_NUM_THREADS', 'default')} threads, "
           f"float32, median of {args.repeats} after a warm-up\n")
-    limits = _in_fresh_process(ceilings)
+    limits = in_fresh_process(ceilings)
     conv = limits["conv3x3 float32"]
     print(f"Ceilings measured in this run (derain's process settings):\n\n{ceilings_table(limits)}")
     print("| model | input | official s | official s, derain's process settings | derain s "
@@ -139,9 +150,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         for name, checkout in checkouts.items():
             for size in args.sizes:
-                plain, official_flops = _in_fresh_process(run_official, name, checkout, size, args.repeats, False, scratch)
-                tuned, _ = _in_fresh_process(run_official, name, checkout, size, args.repeats, True, scratch)
-                ours, difference, our_flops = _in_fresh_process(run_derain, name, size, args.repeats, scratch)
+                plain, official_flops = in_fresh_process(run_official, name, checkout, size, args.repeats, False, scratch)
+                tuned, _ = in_fresh_process(run_official, name, checkout, size, args.repeats, True, scratch)
+                ours, difference, our_flops = in_fresh_process(run_derain, name, size, args.repeats, scratch)
                 official_gflops, our_gflops = official_flops / 1e9, our_flops / 1e9
                 print(f"| {name} | {size}x{size} | {plain:.2f} | {tuned:.2f} | {ours:.2f} | "
                       f"{plain / ours:.2f}x | {tuned / ours:.2f}x | {difference:.1e} | "
