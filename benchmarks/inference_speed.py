@@ -1,7 +1,10 @@
 """Images per second and peak memory of every registered model, whole images and tiled.
 
 Each measurement runs in a fresh process so that its peak memory (resident set on the CPU,
-``torch.cuda.max_memory_allocated`` on a GPU) is its own. Reported, never asserted.
+``torch.cuda.max_memory_allocated`` on a GPU) is its own. The warm-up run counts the FLOPs of
+one image (matrix products and convolutions, :func:`roofline.model_flops`), so each row gives
+the achieved GFLOP/s beside the GFLOP/s of a large matrix product and a dense 3x3 convolution
+timed in the same run (:func:`roofline.measured_ceilings`). Reported, never asserted.
 
     python benchmarks/inference_speed.py                     # default configs, 256 and 512
     python benchmarks/inference_speed.py --tiny --photo      # tiny configs, plus a 4000x3000 photo
@@ -22,6 +25,7 @@ import torch
 
 import derain
 from derain.inference import Deraining
+from roofline import ceilings_table, measured_ceilings, model_flops  # the sibling module
 
 
 def measure(name: str, height: int, width: int, tile: int | None, tiny: bool, device: str, repeats: int) -> dict:
@@ -30,7 +34,7 @@ def measure(name: str, height: int, width: int, tile: int | None, tiny: bool, de
     model = derain.create_model(name, **(card.tiny_config if tiny else card.default_config))
     derainer = Deraining(model, device=device, tile=tile, overlap=32)
     rainy = torch.rand(1, 3, height, width)
-    derainer.restore(rainy)  # warm-up
+    flops = model_flops(derainer.restore, rainy)  # the warm-up, counted
     if derainer.device.type == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
@@ -42,12 +46,13 @@ def measure(name: str, height: int, width: int, tile: int | None, tiny: bool, de
         peak_mib = torch.cuda.max_memory_allocated() / 2**20
     else:
         peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-    return {"images_per_s": repeats / (time.perf_counter() - started), "peak_mib": peak_mib}
+    images_per_s = repeats / (time.perf_counter() - started)
+    return {"images_per_s": images_per_s, "peak_mib": peak_mib, "gflops": flops / 1e9}
 
 
-def _in_fresh_process(*args) -> dict:
+def _in_fresh_process(function, *args):
     with multiprocessing.get_context("spawn").Pool(1) as pool:
-        return pool.apply(measure, args)
+        return pool.apply(function, args)
 
 
 def main() -> None:
@@ -63,15 +68,21 @@ def main() -> None:
     memory = "peak GPU MiB" if device.startswith("cuda") else "peak RSS MiB"
     print(f"device: {device}, torch {torch.__version__}, threads {torch.get_num_threads()}, "
           f"{'tiny' if args.tiny else 'default'} configs\n")
-    print(f"| model | input | tile | images/s | {memory} |\n|---|---|---|---|---|")
+    ceilings = _in_fresh_process(measured_ceilings, device, ("float32",))
+    matmul, conv = ceilings["matmul float32"], ceilings["conv3x3 float32"]
+    print(f"Ceilings measured in this run:\n\n{ceilings_table(ceilings)}")
+    print(f"| model | input | tile | images/s | {memory} | GFLOP/image | GFLOP/s | % of matmul | % of conv3x3 |\n"
+          "|---|---|---|---|---|---|---|---|---|")
     for name in args.models:
         runs = [(size, size, None, args.repeats) for size in args.sizes]
         if args.photo:
             runs.append((3000, 4000, 512, 1))
         for height, width, tile, repeats in runs:
-            result = _in_fresh_process(name, height, width, tile, args.tiny, device, repeats)
+            result = _in_fresh_process(measure, name, height, width, tile, args.tiny, device, repeats)
+            achieved = result["gflops"] * result["images_per_s"]
             print(f"| {name} | {width}x{height} | {tile or 'whole'} | "
-                  f"{result['images_per_s']:.3g} | {result['peak_mib']:.0f} |", flush=True)
+                  f"{result['images_per_s']:.3g} | {result['peak_mib']:.0f} | {result['gflops']:.3g} | "
+                  f"{achieved:.3g} | {100 * achieved / matmul:.0f}% | {100 * achieved / conv:.0f}% |", flush=True)
 
 
 if __name__ == "__main__":

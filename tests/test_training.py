@@ -342,6 +342,24 @@ def test_gradient_accumulation_equals_the_full_batch(tmp_path, pairs):
     assert_same_training(weights(full, 2), weights(accumulated, 2))
 
 
+def test_bf16_autocast_trains_on_cpu(tmp_path, pairs, monkeypatch):
+    """train.mixed_precision: bf16 on a CPU: Accelerate's autocast is on in the forward, the
+    convolutions run in bfloat16, and the loss stays finite."""
+    seen = []
+
+    def create_model(*args, **kwargs):
+        model = derain.create_model(*args, **kwargs)
+        conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+        conv.register_forward_hook(lambda module, inputs, output: seen.append((output.dtype, torch.is_autocast_enabled("cpu"))))
+        return model
+
+    monkeypatch.setattr(training_loop, "create_model", create_model)
+    run_dir = train(load_config(tiny_config(tmp_path, pairs, iterations=2, mixed_precision="bf16", val_every=1000)))
+    losses = [json.loads(line)["loss"] for line in (run_dir / "log.jsonl").read_text().splitlines() if '"loss"' in line]
+    assert len(losses) == 2 and all(math.isfinite(loss) for loss in losses)
+    assert seen and seen[0] == (torch.bfloat16, True)
+
+
 def assert_same_training(expected: dict, actual: dict) -> None:
     """Equal within float32 summation-order noise: scalar weights such as the attention
     temperatures get gradients that are sums of cancelling terms, whose float32 rounding

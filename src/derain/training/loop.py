@@ -75,6 +75,7 @@ def setup(config: Config | str | Path, overrides: tuple[str, ...] = (), *, resum
     # Accelerate only takes a torchrun launch without GPUs as multi-CPU (gloo) when told so.
     cpu_ranks = not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1
     trackers = _trackers(cfg)
+    _forget_other_mixed_precision(cfg.mixed_precision)
     accelerator = Accelerator(
         mixed_precision=cfg.mixed_precision, cpu=cpu_ranks, log_with=trackers or None,
         project_config=ProjectConfiguration(project_dir=str(run_dir), logging_dir=str(run_dir / "trackers")),
@@ -144,6 +145,21 @@ def setup(config: Config | str | Path, overrides: tuple[str, ...] = (), *, resum
     )
 
 
+def _forget_other_mixed_precision(mixed_precision: str) -> None:
+    """Let a run in this process use another ``train.mixed_precision`` than an earlier one.
+
+    Accelerate keeps one mixed-precision setting per process and refuses an ``Accelerator`` with
+    another ("AcceleratorState has already been initialized"), so a second ``train()`` in the same
+    process (a notebook, a test session) could not switch between ``no`` and ``bf16``. Only that
+    state is cleared, and only then; the distributed state (process group, device) is kept.
+    """
+    from accelerate.state import AcceleratorState
+
+    shared = AcceleratorState._shared_state  # Accelerate's own per-process record, read-only here
+    if shared and shared.get("_mixed_precision") != mixed_precision:
+        AcceleratorState._reset_state(reset_partial_state=False)
+
+
 def train(config: Config | str | Path, overrides: tuple[str, ...] = (), *, resume: bool = False) -> Path:
     """Train as ``config`` says (a :class:`Config` or a YAML path) and return the run folder.
 
@@ -151,34 +167,16 @@ def train(config: Config | str | Path, overrides: tuple[str, ...] = (), *, resum
     complete checkpoint with the configuration saved there.
     """
     run = setup(config, overrides, resume=resume)
-    cfg, accelerator, model, optimizer = run.config.train, run.accelerator, run.model, run.optimizer
+    cfg, accelerator, model = run.config.train, run.accelerator, run.model
     last_saved = run.start_step or None
     micro_batches = iter(run.loader)
     model.train()
     tic = time.perf_counter()
     for step in range(run.start_step, run.total_steps):
-        # Each process takes its share of the recipe's global batch in micro-batches. Dividing
-        # each loss by their number makes the accumulated gradient the mean over the global
-        # batch, as one step on the whole batch would give.
-        total = torch.zeros((), device=accelerator.device)
-        for micro in range(run.batches.accumulation):
-            batch = next(micro_batches)
-            rainy, clean = batch["rainy"].to(accelerator.device), batch["clean"].to(accelerator.device)
-            # DDP averages gradients across processes once, after the last micro-batch.
-            last = micro == run.batches.accumulation - 1
-            with accelerator.no_sync(model) if not last else contextlib.nullcontext():
-                with accelerator.autocast():
-                    loss = run.loss_fn(model(rainy), clean) / run.batches.accumulation
-                accelerator.backward(loss)
-            total += loss.detach()
-        total = accelerator.reduce(total, reduction="mean")
+        total = train_step(run, micro_batches)
         if not torch.isfinite(total):
             where = run_state.checkpoint_paths(run.run_dir, last_saved)["weights"] if last_saved else "none (no checkpoint yet)"
             raise TrainingError(f"loss is {total.item()} at step {step + 1}; training stopped. Last good checkpoint: {where}")
-        if run.config.optim.grad_clip is not None:
-            accelerator.clip_grad_norm_(model.parameters(), run.config.optim.grad_clip)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
         lr = run.scheduler.get_last_lr()[0]
         run.scheduler.step()
         if run.ema is not None:
@@ -201,6 +199,39 @@ def train(config: Config | str | Path, overrides: tuple[str, ...] = (), *, resum
     run.log.close()
     accelerator.end_training()
     return run.run_dir
+
+
+def train_step(run: Run, micro_batches) -> torch.Tensor:
+    """One optimizer step on the recipe's global batch; returns its loss, averaged over processes.
+
+    Forward (under the configured mixed precision), loss and backward on each of this process's
+    micro-batches (dicts with ``rainy`` and ``clean``, taken from the iterator ``micro_batches``),
+    then gradient clipping and the optimizer step. With a non-finite loss the optimizer does not
+    step: the caller stops. The schedule and the EMA are the caller's.
+    """
+    accelerator, model = run.accelerator, run.model
+    # Each process takes its share of the recipe's global batch in micro-batches. Dividing
+    # each loss by their number makes the accumulated gradient the mean over the global
+    # batch, as one step on the whole batch would give.
+    total = torch.zeros((), device=accelerator.device)
+    for micro in range(run.batches.accumulation):
+        batch = next(micro_batches)
+        rainy, clean = batch["rainy"].to(accelerator.device), batch["clean"].to(accelerator.device)
+        # DDP averages gradients across processes once, after the last micro-batch.
+        last = micro == run.batches.accumulation - 1
+        with accelerator.no_sync(model) if not last else contextlib.nullcontext():
+            with accelerator.autocast():
+                loss = run.loss_fn(model(rainy), clean) / run.batches.accumulation
+            accelerator.backward(loss)
+        total += loss.detach()
+    total = accelerator.reduce(total, reduction="mean")
+    if not torch.isfinite(total):
+        return total
+    if run.config.optim.grad_clip is not None:
+        accelerator.clip_grad_norm_(model.parameters(), run.config.optim.grad_clip)
+    run.optimizer.step()
+    run.optimizer.zero_grad(set_to_none=True)
+    return total
 
 
 def _validate_and_decide(run: Run, done: int) -> bool:
