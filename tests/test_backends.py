@@ -43,6 +43,7 @@ def test_onnxruntime_runs_tiles_and_partial_batches_like_eager():
 
 
 @pytest.mark.slow
+@pytest.mark.backends
 @pytest.mark.parametrize("name", derain.list_models())
 def test_onnxruntime_matches_eager(name):
     pytest.importorskip("onnxruntime")
@@ -55,6 +56,7 @@ def test_compile_runs_tiles_and_partial_batches_like_eager():
 
 
 @pytest.mark.slow
+@pytest.mark.backends
 @pytest.mark.parametrize("name", derain.list_models())
 def test_compile_matches_eager_for_every_model(name):
     side = 2 * derain.model_card(name).min_size if name == "dmsr" else 72

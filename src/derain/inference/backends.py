@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import nn
@@ -62,20 +62,23 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     return precision
 
 
-def onnx_program(model: nn.Module, card: ModelCard, side: int | None = None, dynamic: bool = True):
+def onnx_program(
+    model: nn.Module, card: ModelCard, side: int | None = None, dynamic: bool = True, shape: tuple[int, ...] | None = None
+):
     """``model``'s full-resolution output as a ``torch.onnx.ONNXProgram`` (dynamo exporter),
     traced on a random ``side``-pixel square (default :data:`EXPORT_SIDE`, rounded to the card's sizes).
 
     With ``dynamic``, batch, height and width are dynamic, height and width in multiples of
     the card's size multiple from its minimum size up to :data:`MAX_DYNAMIC_SIZE`; without,
-    the graph takes one ``side``-pixel image.
+    the graph takes one ``side``-pixel image, or batches of exactly ``shape`` (N, 3, H, W).
     """
     side = side or padded_size(EXPORT_SIDE, card.size_multiple, card.min_size)
     parameter = next(model.parameters(), None)
     # A batch of 2 when dynamic: an example batch of 1 would fix the graph's batch to 1.
-    example = torch.rand(
-        2 if dynamic else 1, 3, side, side, generator=torch.Generator().manual_seed(0)
-    ).to(parameter.device if parameter is not None else "cpu")
+    example_shape = shape if shape is not None and not dynamic else (2 if dynamic else 1, 3, side, side)
+    example = torch.rand(example_shape, generator=torch.Generator().manual_seed(0)).to(
+        parameter.device if parameter is not None else "cpu"
+    )
     dynamic_shapes = None
     if dynamic:
         multiple = card.size_multiple
@@ -108,31 +111,45 @@ class OnnxRuntimeForward:
     """``model`` exported to ONNX in memory and run by an ``onnxruntime.InferenceSession``.
 
     The graph takes any batch and any height and width the model takes (dynamic shapes), so
-    one export serves every tile; the CUDA provider runs it on a CUDA ``device`` where the
-    installed onnxruntime has it, the CPU provider otherwise, with as many threads as torch.
+    one export serves every tile. A model the exporter cannot trace with symbolic sizes (DMSR:
+    its FFTs) gets one graph per tile shape instead, exported on first use. The CUDA provider
+    runs it on a CUDA ``device`` where the installed onnxruntime has it, the CPU provider
+    otherwise, with as many threads as torch.
     """
 
     def __init__(self, model: nn.Module, card: ModelCard, device: torch.device):
-        onnxruntime = import_onnxruntime()
-        with warnings.catch_warnings():  # the exporter's notes are for the ones who write models
-            warnings.simplefilter("ignore")
-            proto = onnx_program(model, card).model_proto
-        providers = ["CPUExecutionProvider"]
+        self.onnxruntime = import_onnxruntime()
+        self.model, self.card = model, card
+        self.providers: list = ["CPUExecutionProvider"]
         if device.type == "cuda":
-            if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
-                providers.insert(0, ("CUDAExecutionProvider", {"device_id": device.index or 0}))
+            if "CUDAExecutionProvider" in self.onnxruntime.get_available_providers():
+                self.providers.insert(0, ("CUDAExecutionProvider", {"device_id": device.index or 0}))
             else:
                 warnings.warn(
                     "this onnxruntime has no CUDA provider (pip install onnxruntime-gpu): running on the CPU",
                     BackendWarning,
                     stacklevel=3,
                 )
-        options = onnxruntime.SessionOptions()
+        self.sessions: dict[tuple[int, ...] | None, Any] = {}  # None: the dynamic graph
+        try:
+            self.sessions[None] = self.session_of(dynamic=True)
+        except torch.onnx.OnnxExporterError:
+            pass
+
+    def session_of(self, dynamic: bool, shape: tuple[int, ...] | None = None):
+        with warnings.catch_warnings():  # the exporter's notes are for the ones who write models
+            warnings.simplefilter("ignore")
+            proto = onnx_program(self.model, self.card, dynamic=dynamic, shape=shape).model_proto
+        options = self.onnxruntime.SessionOptions()
         options.intra_op_num_threads = torch.get_num_threads()
-        self.session = onnxruntime.InferenceSession(proto.SerializeToString(), options, providers=providers)
+        return self.onnxruntime.InferenceSession(proto.SerializeToString(), options, providers=self.providers)
 
     def __call__(self, rainy: torch.Tensor) -> torch.Tensor:
-        restored = self.session.run(None, {"rainy": rainy.detach().float().cpu().numpy()})[0]
+        shape = tuple(rainy.shape)
+        session = self.sessions.get(None) or self.sessions.get(shape)
+        if session is None:
+            session = self.sessions[shape] = self.session_of(dynamic=False, shape=shape)
+        restored = session.run(None, {"rainy": rainy.detach().float().cpu().numpy()})[0]
         return torch.from_numpy(restored).to(rainy.device)
 
 
