@@ -102,5 +102,12 @@ def test_plot_joins_training_stages_at_the_checkpoint_each_started_from(tmp_path
     assert series2["loss"] == [(3, 0.2)] and series2["val_psnr"] == [(4, 30.0)]
     (second / "config.yaml").write_text("model:\n  init: derain-synth.safetensors\n")  # not a step: after stage 1's end
     assert joined_stages([first, second])[1][1]["loss"] == [(4, 0.2)]
+    third = tmp_path / "stage3"  # started from stage 2's step 1: joined-axis step 3
+    third.mkdir()
+    (third / "log.jsonl").write_text('{"step": 1, "loss": 0.1}\n')
+    (third / "config.yaml").write_text("model:\n  init: runs/stage2/checkpoints/step_00000001.ema.pth\n")
+    (second / "config.yaml").write_text("model:\n  init: runs/stage1/checkpoints/step_00000002.ema.pth\n")
+    stages = joined_stages([first, second, third])
+    assert stages[1][1]["loss"] == [(3, 0.2)] and stages[1][1]["val_psnr"] == [] and stages[2][1]["loss"] == [(4, 0.1)]
     assert cli(plot_cli, ["plot", str(first), str(second), "-o", str(tmp_path / "both.png")]) == 0
     assert (tmp_path / "both.png").is_file() and "wrote" in capsys.readouterr().out

@@ -42,8 +42,8 @@ def read_log(run_dir: str | Path) -> list[dict[str, Any]]:
 
 
 def stage_start(run_dir: Path, previous_end: int) -> int:
-    """The step at which a later stage's run begins: that of the checkpoint its ``model.init``
-    names (``step_NNNNNNNN[.ema].pth``), else where the stage before it ended."""
+    """The step of the stage before at which a later stage begins: that of the checkpoint its
+    ``model.init`` names (``step_NNNNNNNN[.ema].pth``), else the last step of the stage before."""
     try:
         init = (yaml.safe_load((run_dir / "config.yaml").read_text()) or {}).get("model", {}).get("init") or ""
     except (OSError, yaml.YAMLError, AttributeError):
@@ -56,11 +56,11 @@ def joined_stages(run_dirs: Sequence[Path]) -> list[tuple[Path, dict[str, list[t
     """Each run folder with its ``{field: [(step, value)]}`` on one step axis: a later stage's
     steps counted from its initial checkpoint's, and the earlier stage cut there."""
     stages: list[tuple[Path, dict[str, list[tuple[int, float]]]]] = []
-    offset = 0
+    offset = end = 0  # where the stage before began and ended, on the joined axis
     for k, run_dir in enumerate(run_dirs):
         records = read_log(run_dir)
         if k > 0:
-            offset = stage_start(run_dir, offset)
+            offset += stage_start(run_dir, end - offset)
             earlier, series = stages[-1]
             stages[-1] = (earlier, {f: [(s, v) for s, v in points if s <= offset] for f, points in series.items()})
         # A resumed run repeats the steps after its last checkpoint; the later record of a step wins.
@@ -71,7 +71,7 @@ def joined_stages(run_dirs: Sequence[Path]) -> list[tuple[Path, dict[str, list[t
         if not any(series.values()):
             raise PlotError(f"{run_dir / 'log.jsonl'}: no loss, val_psnr or lr records to draw")
         stages.append((run_dir, series))
-        offset = max(step for points in series.values() for step, _ in points)
+        end = max(step for points in series.values() for step, _ in points)
     return stages
 
 
@@ -95,14 +95,15 @@ def plot_run(run_dirs: str | Path | Sequence[str | Path], output: str | Path | N
     for axis, (field, title, logarithmic) in zip(axes, PANELS):
         axis.set_title(title, fontsize=10)
         axis.grid(True, alpha=0.3)
-        drawn = [(run_dir, stage[field]) for run_dir, stage in stages if stage[field]]
+        drawn = [(k, run_dir, stage[field]) for k, (run_dir, stage) in enumerate(stages) if stage[field]]
         if not drawn:
             axis.text(0.5, 0.5, f"no {field} in log.jsonl", ha="center", va="center", transform=axis.transAxes)
             continue
-        for run_dir, points in drawn:
+        for k, run_dir, points in drawn:  # one colour per stage in every panel
             steps, values = zip(*points)
-            axis.plot(steps, values, marker="o" if len(points) < 20 else None, markersize=3, label=run_dir.resolve().name)
-        if logarithmic and min(v for _, points in drawn for _, v in points) > 0:
+            marker = "o" if len(points) < 20 else None
+            axis.plot(steps, values, color=f"C{k}", marker=marker, markersize=3, label=run_dir.resolve().name)
+        if logarithmic and min(v for _, _, points in drawn for _, v in points) > 0:
             axis.set_yscale("log")
         if len(stages) > 1:
             axis.legend(fontsize=8)
