@@ -23,7 +23,6 @@ import argparse
 import csv
 import json
 import os
-import re
 import sys
 from collections import Counter
 from pathlib import Path
@@ -33,6 +32,8 @@ import torch
 from derain.checkpoint import load_checkpoint
 from derain.pretrained import DEFAULT_TAG, PRESETS, PRETRAINED_DIR, save_pretrained
 from derain.training import load_config
+from derain.training.plot import read_log
+from derain.training.run_state import weights_step
 
 REPO = Path(__file__).resolve().parents[1]
 COMMAND = "OMP_NUM_THREADS=2 scripts/train_default.sh"
@@ -54,16 +55,12 @@ DATA = (
 
 def checkpoint_step(run_dir: Path, checkpoint: Path) -> int:
     """The step ``checkpoint`` holds: from its name, or for ``best.pth`` the best validation step."""
-    if (match := re.fullmatch(r"step_(\d{8})(\.ema)?\.pth", checkpoint.name)) is not None:
-        return int(match.group(1))
+    if (step := weights_step(checkpoint)) is not None:
+        return step
     validations = [r for r in read_log(run_dir) if "val_psnr" in r]
     if not validations:
         raise SystemExit(f"{run_dir}/log.jsonl has no validation: cannot tell which step {checkpoint} holds")
     return max(validations, key=lambda r: r["val_psnr"])["step"]
-
-
-def read_log(run_dir: Path) -> list[dict]:
-    return [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines() if line.strip()]
 
 
 def trained_steps_and_seconds(run_dirs: list[Path], checkpoint: Path) -> tuple[int, float]:

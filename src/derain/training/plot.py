@@ -8,11 +8,12 @@ Needs matplotlib (the ``train`` extra).
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Any, Sequence
 
 import yaml
+
+from .run_state import weights_step
 
 # (record field, panel title, logarithmic y axis)
 PANELS = (("loss", "training loss", True), ("val_psnr", "validation PSNR (dB)", False), ("lr", "learning rate", False))
@@ -48,8 +49,8 @@ def stage_start(run_dir: Path, previous_end: int) -> int:
         init = (yaml.safe_load((run_dir / "config.yaml").read_text()) or {}).get("model", {}).get("init") or ""
     except (OSError, yaml.YAMLError, AttributeError):
         init = ""
-    match = re.search(r"step_(\d{8})(\.ema)?\.pth$", str(init))
-    return int(match.group(1)) if match else previous_end
+    step = weights_step(init)
+    return previous_end if step is None else step
 
 
 def joined_stages(run_dirs: Sequence[Path]) -> list[tuple[Path, dict[str, list[tuple[int, float]]]]]:

@@ -23,6 +23,7 @@ from ..checkpoint import read_state_dict, save_weights
 from ..files import atomic_write
 
 _STATE = re.compile(r"step_(\d{8})\.state\.pt")
+_WEIGHTS = re.compile(r"step_(\d{8})(\.ema)?\.pth")
 
 
 class CheckpointWriteError(RuntimeError):
@@ -37,6 +38,13 @@ def checkpoint_paths(run_dir: str | Path, step: int) -> dict[str, Path]:
         "ema": folder / f"{stem}.ema.pth",
         "state": folder / f"{stem}.state.pt",
     }
+
+
+def weights_step(path: str | Path) -> int | None:
+    """The step of a checkpoint's weights file (``step_NNNNNNNN[.ema].pth``, as
+    :func:`checkpoint_paths` names them); ``None`` for any other file."""
+    match = _WEIGHTS.fullmatch(Path(path).name)
+    return int(match.group(1)) if match else None
 
 
 def save_checkpoint(
