@@ -6,6 +6,7 @@ import re
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 import derain
 from conftest import as_list
@@ -138,6 +139,25 @@ def test_bad_inputs_name_the_shape(name):
         model(torch.rand(1, 4, h, w))
     with pytest.raises(ValueError, match=r"multiples of %d.*\(1, 3, %d, %d\)" % (card.size_multiple, h + 1, w)):
         model(torch.rand(1, 3, h + 1, w))
+
+
+@pytest.mark.parametrize("channels_last", [True, False])
+@pytest.mark.parametrize("conv", [torch.nn.Conv2d(8, 8, 3, padding=1), torch.nn.Conv2d(8, 8, 5, padding=2, groups=8), torch.nn.Conv2d(8, 16, 3, stride=2, padding=1)])
+def test_fused_conv_is_the_conv_then_gelu_or_the_residual(conv, channels_last):
+    from derain.models.layers import fused_conv
+
+    torch.manual_seed(0)
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    x = torch.randn(2, 8, 20, 24).contiguous(memory_format=layout)
+    with torch.no_grad():
+        y = conv(x)
+        residual = torch.randn_like(y)
+        torch.testing.assert_close(fused_conv(conv, x, gelu=True), F.gelu(y), rtol=0, atol=1e-5)
+        torch.testing.assert_close(fused_conv(conv, x, residual=residual), y + residual, rtol=0, atol=1e-5)
+        torch.testing.assert_close(fused_conv(conv, x), y, rtol=0, atol=1e-5)
+    # with autograd the unfused ops run, and gradients flow
+    fused_conv(conv, x.requires_grad_(), gelu=True).sum().backward()
+    assert x.grad is not None and conv.weight.grad is not None
 
 
 def test_conv_chunks_equal_chunks_of_the_whole_conv():

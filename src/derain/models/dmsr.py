@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..registry import ModelCard, Tiling, register_model
-from .layers import check_input, count_children, fast_layout
+from .layers import check_input, count_children, fast_layout, fused_conv
 
 
 class BasicConv(nn.Module):
@@ -45,9 +45,14 @@ class BasicConv(nn.Module):
                 in_channels, out_channels, kernel_size, stride, padding=kernel_size // 2
             )
         self.main = nn.Sequential(conv, nn.GELU()) if act else nn.Sequential(conv)
+        self.act = act
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.main(x)
+    def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
+        """The block, plus ``residual`` (only without ``act``) in the same pass."""
+        conv = self.main[0]
+        if isinstance(conv, nn.ConvTranspose2d):
+            return self.main(x)
+        return fused_conv(conv, x, gelu=self.act, residual=residual)
 
 
 class SpatialAttention(nn.Module):
@@ -195,7 +200,7 @@ class FDSM(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         first, second = x.split(self.channels, dim=1)
-        x0 = torch.cat([self.conv_init_1(first), self.conv_init_2(second)], 1)
+        x0 = torch.cat([fused_conv(self.conv_init_1[0], first, gelu=True), fused_conv(self.conv_init_2[0], second, gelu=True)], 1)
         # x0 first: the sum takes x0's memory layout, not the inverse FFT's.
         return F.relu(self.bn(x0 + self.FFC(x0)), inplace=True)
 
@@ -210,7 +215,7 @@ class PlainResBlock(nn.Module):
         self.proj = nn.Conv2d(channels, channels, 3, padding=1, groups=channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv2(F.gelu(self.proj(self.conv1(x)))) + x
+        return self.conv2(fused_conv(self.proj, self.conv1(x), gelu=True), residual=x)
 
 
 class DualDomainResBlock(nn.Module):
@@ -225,8 +230,8 @@ class DualDomainResBlock(nn.Module):
         self.proj = nn.Conv2d(channels, channels, 3, padding=1, groups=channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        u = F.gelu(self.proj(self.conv1(x)))
-        return self.conv2(torch.cat([self.MPSRM(u), self.FDSM(u)], 1)) + x
+        u = fused_conv(self.proj, self.conv1(x), gelu=True)
+        return self.conv2(torch.cat([self.MPSRM(u), self.FDSM(u)], 1), residual=x)
 
 
 class Stage(nn.Module):
