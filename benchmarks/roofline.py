@@ -24,7 +24,7 @@ if __name__ == "__main__":  # run as a script, it owns its process: derain's set
 
 import torch
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
+from torch.utils.flop_counter import FlopCounterMode, conv_flop_count
 
 
 def model_flops(model: nn.Module | Callable, *inputs: torch.Tensor) -> int:
@@ -38,9 +38,20 @@ def model_flops(model: nn.Module | Callable, *inputs: torch.Tensor) -> int:
     therefore the dense-kernel work, the part the ceilings of :func:`measured_ceilings` bound.
     ``model`` runs once, under ``torch.no_grad``; it may be any callable (a ``Deraining.restore``).
     """
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+    with torch.no_grad(), FlopCounterMode(display=False, custom_mapping=_FUSED_CONV_FLOPS) as counter:
         model(*inputs)
     return counter.get_total_flops()
+
+
+def _fused_conv_flops(x_shape, *args, out_shape=None, **kwargs) -> int:
+    """oneDNN's convolution with fused post-ops (:func:`derain.models.layers.fused_conv`), counted
+    as the convolution it is. Its ``binary`` form (13 arguments, a residual sum) takes the
+    residual before the weight. The counter passes shapes, not tensors."""
+    weight_shape = args[1] if len(args) == 12 else args[0]
+    return conv_flop_count(x_shape, weight_shape, out_shape, transposed=False)
+
+
+_FUSED_CONV_FLOPS = {torch.ops.mkldnn._convolution_pointwise: _fused_conv_flops}
 
 
 def synchronize(device: torch.device | str) -> None:

@@ -31,6 +31,16 @@ def test_matmul_flops_and_a_callable():
     assert roofline.model_flops(lambda x: x @ b, a) == 2 * 5 * 7 * 3
 
 
+def test_fused_convolutions_count_as_the_convolutions_they_are():
+    from derain.models.layers import fused_conv
+
+    conv = nn.Conv2d(4, 4, 3, padding=1)
+    x = torch.rand(1, 4, 10, 12)
+    one = 2 * 4 * 4 * 9 * 10 * 12
+    assert roofline.model_flops(lambda t: fused_conv(conv, t, gelu=True), x) == one
+    assert roofline.model_flops(lambda t: fused_conv(conv, t, residual=t), x) == one
+
+
 def test_ceilings_name_each_kernel_and_dtype():
     ceilings = roofline.measured_ceilings("cpu", ("float32",), matmul_size=32, conv_channels=4, conv_size=8, repeats=1)
     assert set(ceilings) == {"matmul float32", "conv3x3 float32"}
