@@ -57,6 +57,20 @@ def test_onnx_cli_checks_parity(tmp_path, weights, monkeypatch, capsys):
     assert "parity 64x64" in printed and "parity 66x65" in printed and output.is_file()
 
 
+def test_onnx_cli_names_static_when_dynamic_sizes_cannot_be_traced(tmp_path, weights, monkeypatch, capsys):
+    pytest.importorskip("onnxruntime")
+
+    def untraceable(model, output, card, size, dynamic=True):  # as DMSR's FFTs fail with symbolic sizes
+        raise torch.onnx.OnnxExporterError("Failed to export the model with torch.export.\nmore")
+
+    monkeypatch.setattr(export_command, "export_onnx", untraceable)
+    argv = ["export", "drsformer", "--weights", str(weights), "--format", "onnx", "-o", str(tmp_path / "m.onnx")]
+    assert cli(argv) == 1
+    err = capsys.readouterr().err
+    assert "drsformer cannot be exported to ONNX with dynamic height and width (Failed to export the model" in err
+    assert "--static --size N" in err and "more" not in err
+
+
 def test_torchscript_of_a_registered_model(tmp_path, weights, capsys):
     output = tmp_path / "drsformer.pt"
     assert cli(["export", "drsformer", "--weights", str(weights), "--format", "torchscript",

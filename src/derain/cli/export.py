@@ -117,7 +117,13 @@ def run(args: argparse.Namespace) -> int:
         except ValueError as err:
             print(f"derain export: error: {err}", file=sys.stderr)
             return 2
-        export_onnx(model, args.output, card, args.size, dynamic=not args.static)
+        try:
+            export_onnx(model, args.output, card, args.size, dynamic=not args.static)
+        except torch.onnx.OnnxExporterError as err:
+            hint = "; export one fixed size with --static --size N" if not args.static else ""
+            print(f"derain export: error: {args.name} cannot be exported to ONNX{'' if args.static else ' with dynamic height and width'} "
+                  f"({str(err).splitlines()[0]}){hint}", file=sys.stderr)
+            return 1
         tolerance = ONNX_TOLERANCE
     else:
         export_torchscript(model, args.output, example)
