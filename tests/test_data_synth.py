@@ -163,6 +163,14 @@ def test_families_differ_where_the_benchmarks_do(benchmark_sized):
     assert ddn["angle"] < heavy["angle"]  # near vertical
 
 
+def test_storm_is_dense_long_thin_streaks_at_one_slant_with_little_veil(benchmark_sized):
+    storm, drizzle, heavy = (_median_statistics(benchmark_sized, name) for name in ("storm", "drizzle", "heavy"))
+    assert storm["length"] > 3 * drizzle["length"] and storm["width"] < heavy["width"]  # long and thin
+    assert storm["crossing"] < 0.01  # layers share one slant
+    assert 0.3 < storm["brightened"] < heavy["brightened"] and storm["offset"] < heavy["offset"] / 2  # dense, no heavy veil
+    assert storm["darker"] == 0.0
+
+
 def test_streak_statistics_read_a_known_layer():
     clean = np.full((321, 481, 3), 80, np.uint8)
     layer = synth.StreakLayer(angle=20.0, length=0.15, width=1.5, density=0.01, amplitude=0.8, seed=3)
