@@ -1,4 +1,4 @@
-"""Export a checkpoint of the default-model run as the shipped pretrained default (``derain-mixed``).
+"""Export a checkpoint of the default-model run as the shipped pretrained default (``derain-storm``).
 
 Writes ``src/derain/pretrained/<tag>.safetensors`` and its card ``<tag>.json``
 (:func:`derain.pretrained.save_pretrained`) from three inputs: the checkpoint (default: the last
@@ -7,12 +7,12 @@ steps and the training wall time), and the scores written by ``benchmarks/defaul
 on the derain-synth test presets, its held-out rain families and real rainy photos. A model that
 makes any preset or family worse than the rainy input is refused: it is never shipped.
 
-    FINAL=$RUN_DIR-presets/checkpoints/step_00000300.ema.pth
+    FINAL=$RUN_DIR-storm-balance/checkpoints/step_00000400.ema.pth
     python benchmarks/default_model.py --checkpoint $FINAL --real REAL_PHOTOS --json scores.json
     python scripts/export_default.py --checkpoint $FINAL --scores scores.json --real-photos "..."
 
-Training runs in three stages (``RUN_DIR``, ``RUN_DIR-finish``, ``RUN_DIR-presets``); steps and
-wall time add them up.
+Training runs in five stages (``RUN_DIR``, ``RUN_DIR-finish``, ``RUN_DIR-presets``,
+``RUN_DIR-storm``, ``RUN_DIR-storm-balance``); steps and wall time add them up.
 ``RUN_DIR`` and ``CORPUS`` are the variables of ``scripts/train_default.sh`` (defaults
 ``runs/derain-mixed`` and ``corpus``, relative to the current folder).
 """
@@ -39,7 +39,8 @@ REPO = Path(__file__).resolve().parents[1]
 COMMAND = "OMP_NUM_THREADS=2 scripts/train_default.sh"
 RECIPE = (
     "configs/derain-mixed.yaml (stage 1), then configs/derain-mixed-finish.yaml (stage 2), then "
-    "configs/derain-mixed-presets.yaml (stage 3), each from the EMA weights of the one before"
+    "configs/derain-mixed-presets.yaml (stage 3; derain-mixed), then configs/derain-storm.yaml (stage 4), then "
+    "configs/derain-storm-balance.yaml (stage 5), each from the EMA weights of the one before"
 )
 DATA = (
     "derain's mixed rain (derain.data.synth: the light/medium/heavy presets and the jorder, ddn, drizzle, "
@@ -48,7 +49,10 @@ DATA = (
     "scale, each with a random crop, exposure, gamma and saturation change (1 in 8 strongly blurred); "
     "fine-tuned from derain-synth; in stage 2 a third of the pairs are the light/medium/heavy presets "
     "(derain-synth's training pairs and 2 more per photo and preset at short side 480), in stage 3 three "
-    "fifths; validated on the corpus's 8 val photos under mixed rain (stage 3 also under the presets), never on "
+    "fifths; in stage 4 a quarter are the storm family (dense long thin streaks, 3 pairs per photo at short side "
+    "480 and 2 at 640) and one in twenty a clean photo paired with itself; stage 5 draws from all of these, "
+    "mixed rain at all three scales and 2 DDN-style pairs per photo; validated on the corpus's 8 val photos "
+    "under mixed rain (stage 3 also under the presets, stage 4 also under storm, stage 5 also under DDN-style rain), never on "
     "derain-synth test, its families split or any published benchmark"
 )
 
@@ -97,8 +101,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     run_dir = os.environ.get("RUN_DIR", "runs/derain-mixed")
     parser.add_argument(
-        "--run-dir", type=Path, nargs="+", default=[Path(run_dir), Path(f"{run_dir}-finish"), Path(f"{run_dir}-presets")],
-        help="the run folders of the training stages, in order (default RUN_DIR, RUN_DIR-finish, RUN_DIR-presets)",
+        "--run-dir", type=Path, nargs="+",
+        default=[Path(run_dir), *(Path(f"{run_dir}-{stage}") for stage in ("finish", "presets", "storm", "storm-balance"))],
+        help="the run folders of the training stages, in order (default RUN_DIR and its -finish, -presets, -storm, -storm-balance)",
     )
     parser.add_argument("--checkpoint", type=Path, help="default: the last stage's best.pth")
     parser.add_argument("--scores", type=Path, required=True, help="JSON of benchmarks/default_model.py for this checkpoint")

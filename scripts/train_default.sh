@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Train derain's default model ("derain-mixed"): the exact commands behind
-# src/derain/pretrained/derain-mixed.*. Builds what is missing first (the photo corpus, mixed-rain
-# training pairs at three scales with scene variations, preset pairs, validation pairs from the
-# corpus's val photos), then trains stage 1 (configs/derain-mixed.yaml, in RUN_DIR), stage 2
-# (configs/derain-mixed-finish.yaml, in RUN_DIR-finish) and stage 3 (configs/derain-mixed-presets.yaml,
-# in RUN_DIR-presets), each from the one before; run it again to resume any.
+# Train derain's default model ("derain-storm"): the exact commands behind
+# src/derain/pretrained/derain-mixed.* (stages 1-3) and derain-storm.* (stages 4-5). Builds what
+# is missing first (the photo corpus, mixed-rain training pairs at three scales with scene
+# variations, preset, storm and DDN-style pairs, validation pairs from the corpus's val photos),
+# then trains stage 1 (configs/derain-mixed.yaml, in RUN_DIR), stage 2 (configs/derain-mixed-finish.yaml,
+# in RUN_DIR-finish), stage 3 (configs/derain-mixed-presets.yaml, in RUN_DIR-presets), stage 4
+# (configs/derain-storm.yaml, in RUN_DIR-storm) and stage 5 (configs/derain-storm-balance.yaml, in
+# RUN_DIR-storm-balance), each from the one before; run it again to resume any.
 #
 #   OMP_NUM_THREADS=2 scripts/train_default.sh                   # ./corpus, ./runs/derain-mixed
 #   CORPUS=~/data RUN_DIR=~/runs/derain-mixed scripts/train_default.sh
@@ -14,6 +16,8 @@ CORPUS=${CORPUS:-corpus}
 RUN_DIR=${RUN_DIR:-runs/derain-mixed}
 FINISH_DIR=$RUN_DIR-finish
 PRESETS_DIR=$RUN_DIR-presets
+STORM_DIR=$RUN_DIR-storm
+BALANCE_DIR=$RUN_DIR-storm-balance
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 SCALES=(360 480 640)
 PRESETS=(light medium heavy)
@@ -37,6 +41,23 @@ for k in 0 1 2; do
             --per-image 2 --seed $((481 + k)) --short-side 480 --vary-scenes
     fi
 done
+for scale in 480 640; do
+    if [ ! -d "$CORPUS/storm-train/s$scale" ]; then
+        derain data synth --clean "$CORPUS/photos/train" --out "$CORPUS/storm-train/s$scale" --preset storm \
+            --per-image $((scale == 480 ? 3 : 2)) --seed $((scale * 10)) --short-side "$scale" --vary-scenes
+    fi
+done
+if [ ! -d "$CORPUS/ddn-train/s480" ]; then
+    derain data synth --clean "$CORPUS/photos/train" --out "$CORPUS/ddn-train/s480" --preset ddn --per-image 2 \
+        --seed 4801 --short-side 480 --vary-scenes
+fi
+if [ ! -d "$CORPUS/ddn-val" ]; then
+    derain data synth --clean "$CORPUS/photos/val" --out "$CORPUS/ddn-val" --preset ddn --per-image 2 --seed 9 --short-side 480
+fi
+if [ ! -d "$CORPUS/storm-val" ]; then
+    derain data synth --clean "$CORPUS/photos/val" --out "$CORPUS/storm-val" --preset storm --per-image 2 \
+        --seed 8 --short-side 480
+fi
 if [ ! -d "$CORPUS/mixed-val" ]; then
     derain data synth --clean "$CORPUS/photos/val" --out "$CORPUS/mixed-val" --preset mixed --per-image 3 \
         --seed 7 --short-side 480
@@ -56,22 +77,41 @@ STAGE1=(mixed-train/s360 mixed-train/s480 mixed-train/s640)
 STAGE2=("${STAGE1[@]}" derain-synth/train/{light,medium,heavy} presets-train/{light,medium,heavy})
 STAGE3=(mixed-train/s480 derain-synth/train/{light,medium,heavy} presets-train/{light,medium,heavy})
 VAL3=(mixed-val derain-synth-val/{light,medium,heavy})
+# stage 4 adds storm pairs and clean photos paired with themselves (input = target)
+STAGE4=(storm-train/s480 storm-train/s640 mixed-train/s480 derain-synth/train/{light,medium,heavy} presets-train/{light,medium,heavy})
+VAL4=(storm-val "${VAL3[@]}")
+# stage 5: every kind of pair the earlier stages saw, and DDN-style pairs
+STAGE5=(mixed-train/s360 mixed-train/s480 mixed-train/s640 ddn-train/s480 storm-train/s480 storm-train/s640
+    derain-synth/train/{light,medium,heavy} presets-train/{light,medium,heavy})
+VAL5=(ddn-val "${VAL4[@]}")
 STAGE1_END=$RUN_DIR/checkpoints/step_00000900.ema.pth
 
-stage() {  # stage RUN_DIR CONFIG INIT END TRAIN VAL: train (or resume) a stage unless END exists
-    local run_dir=$1 config=$2 init=$3 end=$4 train=$5 val=$6
+stage() {  # stage RUN_DIR CONFIG INIT END TRAIN VAL [EXTRA_INPUT EXTRA_TARGET]: train (or resume) a stage unless END exists
+    local run_dir=$1 config=$2 init=$3 end=$4 train=$5 val=$6 extra_input=${7:-} extra_target=${8:-}
     if [ -n "$end" ] && [ -f "$end" ]; then
         return
     fi
     if ls "$run_dir"/checkpoints/step_*.state.pt >/dev/null 2>&1; then
         derain train --resume "$run_dir"
     else
+        local inputs targets
+        inputs=$(list input $train)
+        targets=$(list target $train)
+        if [ -n "$extra_input" ]; then
+            inputs="${inputs%]},$extra_input]"
+            targets="${targets%]},$extra_target]"
+        fi
         derain train "$ROOT/configs/$config" --set "train.run_dir=$run_dir" --set "model.init=$init" \
-            --set "data.train_input=$(list input $train)" --set "data.train_target=$(list target $train)" \
+            --set "data.train_input=$inputs" --set "data.train_target=$targets" \
             --set "data.val_input=$(list input $val)" --set "data.val_target=$(list target $val)"
     fi
 }
 STAGE2_END=$FINISH_DIR/checkpoints/step_00001000.ema.pth
 stage "$RUN_DIR" derain-mixed.yaml "$ROOT/src/derain/pretrained/derain-synth.safetensors" "$STAGE1_END" "${STAGE1[*]}" mixed-val
 stage "$FINISH_DIR" derain-mixed-finish.yaml "$STAGE1_END" "$STAGE2_END" "${STAGE2[*]}" mixed-val
-stage "$PRESETS_DIR" derain-mixed-presets.yaml "$STAGE2_END" "" "${STAGE3[*]}" "${VAL3[*]}"
+STAGE3_END=$PRESETS_DIR/checkpoints/step_00000300.ema.pth
+stage "$PRESETS_DIR" derain-mixed-presets.yaml "$STAGE2_END" "$STAGE3_END" "${STAGE3[*]}" "${VAL3[*]}"
+CLEAN=$CORPUS/derain-synth/train/light/target  # clean photos paired with themselves
+STAGE4_END=$STORM_DIR/checkpoints/step_00001000.ema.pth
+stage "$STORM_DIR" derain-storm.yaml "$STAGE3_END" "$STAGE4_END" "${STAGE4[*]}" "${VAL4[*]}" "$CLEAN" "$CLEAN"
+stage "$BALANCE_DIR" derain-storm-balance.yaml "$STAGE4_END" "" "${STAGE5[*]}" "${VAL5[*]}" "$CLEAN" "$CLEAN"
