@@ -27,7 +27,7 @@ from ..files import sha256_of
 from ..registry import build, list_models
 
 PRETRAINED_DIR = Path(__file__).parent
-DEFAULT_TAG = "derain-mixed"
+DEFAULT_TAG = "derain-storm"
 MAX_WEIGHTS_BYTES = 20 * 1024 * 1024  # the wheel must stay small enough for PyPI and laptops
 PRESETS = ("light", "medium", "heavy")
 METRICS = ("psnr", "ssim", "niqe", "brisque")  # PSNR/SSIM: rain100 protocol (Y channel)
