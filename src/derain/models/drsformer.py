@@ -25,6 +25,7 @@ from .layers import (
     ChannelLayerNorm,
     RestormerUNet,
     cosine_scores,
+    eager_inference,
     fast_layout,
     layer_norm_type_has_bias,
     merge_heads,
@@ -166,13 +167,6 @@ def _conv_chunk(conv: nn.Conv2d, x: torch.Tensor, index: int) -> torch.Tensor:
     return F.conv2d(x, weight, bias, conv.stride, conv.padding, conv.dilation, groups)
 
 
-def _writes_into_slices() -> bool:
-    """Whether to write results into slices of one preallocated tensor (``out=``), which saves
-    memory in eager inference: autograd cannot differentiate it (training) and ``torch.compile``
-    breaks its graph there (and fuses the concatenation away itself)."""
-    return not torch.is_grad_enabled() and not torch.compiler.is_compiling()
-
-
 def _empty_like_layout(x: torch.Tensor, channels: int) -> torch.Tensor:
     """An uninitialised (B, ``channels``, H, W) tensor in ``x``'s memory layout (channels-last or not)."""
     layout = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
@@ -182,14 +176,14 @@ def _empty_like_layout(x: torch.Tensor, channels: int) -> torch.Tensor:
 def _pair_sums(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
     """Channel g is ``c[2g] + c[2g+1]`` of ``c = cat([first, second], dim=1)``, without building c.
 
-    When ``first`` has an odd number of channels, one pair straddles the two parts. With
-    Where :func:`_writes_into_slices` is false, c is built.
+    When ``first`` has an odd number of channels, one pair straddles the two parts. Outside
+    :func:`~derain.models.layers.eager_inference` (training, torch.compile), c is built.
     """
     n = first.shape[1]
     total = n + second.shape[1]
     if total % 2:
         raise ValueError(f"pair sums need an even number of channels, got {n} + {second.shape[1]}")
-    if not _writes_into_slices():
+    if not eager_inference():
         whole = torch.cat([first, second], dim=1)
         return whole[:, 0::2] + whole[:, 1::2]
     out = _empty_like_layout(first, total // 2)
@@ -285,7 +279,7 @@ class _ExpertStep(nn.Module):
     def forward(self, x: torch.Tensor, expert_weights: torch.Tensor) -> torch.Tensor:
         """``expert_weights`` is (B, 8); expert o's output is scaled by column o."""
         weights = expert_weights.view(*expert_weights.shape, 1, 1)
-        if not _writes_into_slices():
+        if not eager_inference():
             # every expert ends in a conv or pool, whose fresh output can be scaled in place
             return self._out(torch.cat([op(x).mul_(weights[:, o : o + 1]) for o, op in enumerate(self._ops)], 1))
         # Inference: each expert's output is scaled straight into its slice of the

@@ -53,6 +53,14 @@ def fast_layout(x: torch.Tensor) -> torch.Tensor:
     return x
 
 
+def eager_inference() -> bool:
+    """Whether this forward runs as eager inference: no autograd, and not being traced by
+    ``torch.compile``. Only then do the models take their in-place and fused shortcuts (writes
+    into slices with ``out=``, oneDNN's fused ops): autograd cannot differentiate them, and
+    ``torch.compile`` breaks its graph at them and fuses by itself."""
+    return not torch.is_grad_enabled() and not torch.compiler.is_compiling()
+
+
 def fused_conv(conv: nn.Conv2d, x: torch.Tensor, *, gelu: bool = False, residual: torch.Tensor | None = None) -> torch.Tensor:
     """``conv(x)``, then GELU (erf) when ``gelu``, then ``+ residual`` when given, in one pass.
 
@@ -65,8 +73,7 @@ def fused_conv(conv: nn.Conv2d, x: torch.Tensor, *, gelu: bool = False, residual
     fusable = (
         x.device.type == "cpu"
         and x.dtype == torch.float32
-        and not torch.is_grad_enabled()
-        and not torch.compiler.is_compiling()
+        and eager_inference()
         and conv.padding_mode == "zeros"
         and isinstance(conv.padding, tuple)
         and not (gelu and residual is not None)
