@@ -45,14 +45,13 @@ class BasicConv(nn.Module):
                 in_channels, out_channels, kernel_size, stride, padding=kernel_size // 2
             )
         self.main = nn.Sequential(conv, nn.GELU()) if act else nn.Sequential(conv)
-        self.act = act
 
     def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
         """The block, plus ``residual`` (only without ``act``) in the same pass."""
         conv = self.main[0]
         if isinstance(conv, nn.ConvTranspose2d):
             return self.main(x)
-        return fused_conv(conv, x, gelu=self.act, residual=residual)
+        return fused_conv(conv, x, gelu=len(self.main) > 1, residual=residual)
 
 
 class SpatialAttention(nn.Module):
