@@ -86,8 +86,9 @@ STAGE5=(mixed-train/s360 mixed-train/s480 mixed-train/s640 ddn-train/s480 storm-
 VAL5=(ddn-val "${VAL4[@]}")
 STAGE1_END=$RUN_DIR/checkpoints/step_00000900.ema.pth
 
-stage() {  # stage RUN_DIR CONFIG INIT END TRAIN VAL [EXTRA_INPUT EXTRA_TARGET]: train (or resume) a stage unless END exists
-    local run_dir=$1 config=$2 init=$3 end=$4 train=$5 val=$6 extra_input=${7:-} extra_target=${8:-}
+stage() {  # stage RUN_DIR CONFIG INIT END TRAIN VAL [CLEAN]: train (or resume) a stage unless END exists;
+    # CLEAN, a folder of clean photos, is added as pairs of each photo with itself
+    local run_dir=$1 config=$2 init=$3 end=$4 train=$5 val=$6 clean=${7:-}
     if [ -n "$end" ] && [ -f "$end" ]; then
         return
     fi
@@ -97,9 +98,9 @@ stage() {  # stage RUN_DIR CONFIG INIT END TRAIN VAL [EXTRA_INPUT EXTRA_TARGET]:
         local inputs targets
         inputs=$(list input $train)
         targets=$(list target $train)
-        if [ -n "$extra_input" ]; then
-            inputs="${inputs%]},$extra_input]"
-            targets="${targets%]},$extra_target]"
+        if [ -n "$clean" ]; then
+            inputs="${inputs%]},$clean]"
+            targets="${targets%]},$clean]"
         fi
         derain train "$ROOT/configs/$config" --set "train.run_dir=$run_dir" --set "model.init=$init" \
             --set "data.train_input=$inputs" --set "data.train_target=$targets" \
@@ -111,7 +112,7 @@ stage "$RUN_DIR" derain-mixed.yaml "$ROOT/src/derain/pretrained/derain-synth.saf
 stage "$FINISH_DIR" derain-mixed-finish.yaml "$STAGE1_END" "$STAGE2_END" "${STAGE2[*]}" mixed-val
 STAGE3_END=$PRESETS_DIR/checkpoints/step_00000300.ema.pth
 stage "$PRESETS_DIR" derain-mixed-presets.yaml "$STAGE2_END" "$STAGE3_END" "${STAGE3[*]}" "${VAL3[*]}"
-CLEAN=$CORPUS/derain-synth/train/light/target  # clean photos paired with themselves
+CLEAN=$CORPUS/derain-synth/train/light/target
 STAGE4_END=$STORM_DIR/checkpoints/step_00001000.ema.pth
-stage "$STORM_DIR" derain-storm.yaml "$STAGE3_END" "$STAGE4_END" "${STAGE4[*]}" "${VAL4[*]}" "$CLEAN" "$CLEAN"
-stage "$BALANCE_DIR" derain-storm-balance.yaml "$STAGE4_END" "" "${STAGE5[*]}" "${VAL5[*]}" "$CLEAN" "$CLEAN"
+stage "$STORM_DIR" derain-storm.yaml "$STAGE3_END" "$STAGE4_END" "${STAGE4[*]}" "${VAL4[*]}" "$CLEAN"
+stage "$BALANCE_DIR" derain-storm-balance.yaml "$STAGE4_END" "" "${STAGE5[*]}" "${VAL5[*]}" "$CLEAN"

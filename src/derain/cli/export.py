@@ -120,9 +120,12 @@ def run(args: argparse.Namespace) -> int:
         try:
             export_onnx(model, args.output, card, args.size, dynamic=not args.static)
         except torch.onnx.OnnxExporterError as err:
-            hint = "; export one fixed size with --static --size N" if not args.static else ""
-            print(f"derain export: error: {args.name} cannot be exported to ONNX{'' if args.static else ' with dynamic height and width'} "
-                  f"({str(err).splitlines()[0]}){hint}", file=sys.stderr)
+            reason = str(err).splitlines()[0]
+            if args.static:
+                print(f"derain export: error: {args.name} cannot be exported to ONNX ({reason})", file=sys.stderr)
+            else:
+                print(f"derain export: error: {args.name} cannot be exported to ONNX with dynamic height and width "
+                      f"({reason}); export one fixed size with --static --size N", file=sys.stderr)
             return 1
         tolerance = ONNX_TOLERANCE
     else:
