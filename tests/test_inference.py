@@ -19,6 +19,7 @@ from derain.inference import (
     inference_card,
     windowed_official,
 )
+from derain.inference.working_size import shrunk_size
 
 
 class Identity(nn.Module):
@@ -385,3 +386,63 @@ def test_without_weights_the_default_pretrained_model_is_used(tmp_path, monkeypa
     np.testing.assert_array_equal(Deraining(device="cpu")(image), Deraining(model, device="cpu")(image))
     with pytest.raises(ValueError, match="are for 'drsformer', not 'dmsr'"):
         Deraining("dmsr")
+
+
+# --- working size ------------------------------------------------------------------------
+
+
+class Offset(nn.Module):
+    """Removes a uniform layer of 0.1: smooth rain, the same at every scale."""
+
+    def forward(self, x):
+        return x - 0.1
+
+
+def test_shrunk_size_keeps_the_aspect_and_leaves_small_images_alone():
+    assert shrunk_size(300, 400, 480) is None and shrunk_size(480, 640, 480) is None
+    assert shrunk_size(960, 1441, 480) == (480, 720)
+    assert shrunk_size(2000, 500, 250) == (1000, 250)
+    assert shrunk_size(960, 1440, None) is None
+
+
+def test_the_rain_of_a_shrunk_copy_is_subtracted_then_the_model_runs_at_full_size():
+    recorder = Recorder()
+    x = torch.rand(1, 3, 96, 160) * 0.7 + 0.3
+    restored = Deraining(recorder, device="cpu", tile=None, working_size=48).restore(x)
+    assert recorder.shapes == [(1, 3, 48, 80), (1, 3, 96, 160)]
+    torch.testing.assert_close(restored, x)  # no rain found, every full-size pixel kept
+    # the smooth layer found on the copy comes off the whole image, then the full-size pass's
+    twice = Deraining(Offset(), device="cpu", tile=None, working_size=48).restore(x)
+    torch.testing.assert_close(twice, x - 0.2, atol=1e-5, rtol=0)
+    recorder.shapes.clear()
+    Deraining(recorder, device="cpu", tile=None, working_size=96).restore(x)
+    assert recorder.shapes == [(1, 3, 96, 160)]  # not larger than the working size: the image itself
+
+
+def test_tiles_apply_to_the_shrunk_copy():
+    recorder = Recorder()
+    Deraining(recorder, device="cpu", tile=64, overlap=8, working_size=100).restore(torch.rand(1, 3, 200, 300))
+    assert recorder.shapes and all(shape[-2:] == (64, 64) for shape in recorder.shapes)
+    shrunk, full = (len(tile_starts(h, 64, 8)) * len(tile_starts(w, 64, 8)) for h, w in [(100, 150), (200, 300)])
+    assert len(recorder.shapes) == shrunk + full
+
+
+def test_working_size_comes_from_the_pretrained_card_and_can_be_overridden(tmp_path, monkeypatch):
+    from test_pretrained import install_tiny_pretrained, tiny_card_fields
+
+    install_tiny_pretrained(tmp_path, monkeypatch)
+    assert Deraining(device="cpu").working_size is None  # a card without working_size
+    fields = tiny_card_fields() | {"working_size": 32}
+    derain.pretrained.save_pretrained(tiny("drsformer"), tmp_path, **fields)
+    model = derain.pretrained.load_pretrained()
+    assert inference_card(model).working_size == 32
+    assert Deraining(model, device="cpu").working_size == 32
+    assert Deraining(model, device="cpu", working_size=None).working_size is None
+    assert Deraining(model, device="cpu", working_size=64).working_size == 64
+    assert Deraining(model, device="cpu", protocol="official").working_size is None
+    assert derain.model_card("drsformer").working_size is None  # the architecture's own card is untouched
+    with pytest.raises(ValueError, match="official protocol runs whole images"):
+        Deraining(model, device="cpu", protocol="official", working_size=64)
+    for bad in (8, "big", 64.5, True):
+        with pytest.raises(ValueError, match=f"working size must be a whole number of pixels >= 16 or None, got {bad!r}"):
+            Deraining(model, device="cpu", working_size=bad)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -170,3 +171,27 @@ def test_a_damaged_card_is_reported_when_used_not_at_import(tmp_path, monkeypatc
     with pytest.raises(PretrainedError, match=r"broken\.json: not a readable JSON card"):
         pretrained.read_cards(tmp_path)
     assert not load_pretrained("derain-storm").training
+
+
+@pytest.mark.quality
+def test_the_default_removes_enlarged_rain_better_in_two_passes():
+    """Rain photographed with twice the pixels (a test photo under DDN-style rain at short side
+    240, enlarged 2x): two passes, the first at the photo's own scale, beat one full-size pass
+    (measured: 25.0 -> 28.5 dB; the rainy input 16.2)."""
+    from PIL import Image
+
+    photo = Image.open(PHOTOS / "coffee.png").convert("RGB")
+    clean = np.array(photo.resize((round(photo.width * 240 / photo.height), 240), Image.LANCZOS))
+    rainy, _, _ = add_rain(clean, "ddn", seed=3)
+    enlarge = lambda image: torch.nn.functional.interpolate(  # noqa: E731
+        torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255, scale_factor=2, mode="bicubic"
+    ).clamp(0, 1)
+    as_uint8 = lambda x: (x[0].permute(1, 2, 0) * 255).round().byte().numpy()  # noqa: E731
+    big_rainy, big_clean = enlarge(rainy), as_uint8(enlarge(clean))
+    model = load_pretrained()
+    psnr = {
+        size: psnr_ssim_matlab(as_uint8(derain.Deraining(model, device="cpu", working_size=size).restore(big_rainy)), big_clean)[0]
+        for size in (None, 240)
+    }
+    rainy_psnr = psnr_ssim_matlab(as_uint8(big_rainy), big_clean)[0]
+    assert psnr[240] > psnr[None] + 2 > rainy_psnr + 2, (rainy_psnr, psnr)

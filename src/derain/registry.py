@@ -35,7 +35,10 @@ class ModelCard:
     of the training config in ``configs/`` that follows the paper. ``tile`` and ``overlap``
     are the blended tiling that ``derain run``, the demo and :func:`derain.derain` use unless
     told otherwise (``None``: whole images); ``official_protocol`` names the paper's test
-    procedure in :data:`derain.inference.OFFICIAL_PROTOCOLS`. ``num_params`` is filled in by
+    procedure in :data:`derain.inference.OFFICIAL_PROTOCOLS`. ``working_size`` is the short side
+    at which weights trained by derain estimate the rain of larger photos
+    (:mod:`derain.inference.working_size`); an architecture's card leaves it ``None`` and
+    :func:`derain.load_pretrained` sets it from the pretrained card. ``num_params`` is filled in by
     :func:`model_card` from the built model, never typed by hand.
     """
 
@@ -55,6 +58,7 @@ class ModelCard:
     tile: int | None = 256
     overlap: int = 16
     official_protocol: str | None = None
+    working_size: int | None = None
     paper_results: Mapping[str, tuple[float, float]] = field(default_factory=dict)
     default_config: Mapping[str, Any] = field(default_factory=dict)
     unused_parameters: tuple[str, ...] = ()

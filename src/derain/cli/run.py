@@ -62,6 +62,14 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         "0: whole images, memory grows with the image",
     )
     parser.add_argument("--overlap", type=int, help="pixels shared by tiles (default: the model card's)")
+    parser.add_argument(
+        "--working-size",
+        type=int,
+        metavar="PIXELS",
+        help="on photos with a larger short side, first remove the rain the model finds on a copy "
+        "shrunk to this short side, then derain at full size (default: the pretrained card's; none "
+        "for --weights files and --protocol official); 0: one pass at full size",
+    )
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto (default)")
     parser.add_argument(
         "--precision",
@@ -119,6 +127,7 @@ def load_derainer(args: argparse.Namespace) -> Deraining:
         protocol=args.protocol,
         backend=args.backend,
         compile=args.compile,
+        working_size=AUTO if args.working_size is None else args.working_size or None,
     )
 
 

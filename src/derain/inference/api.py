@@ -22,6 +22,7 @@ from .backends import forward_of, resolve_precision
 from .padding import padded_size
 from .protocols import OFFICIAL_PROTOCOLS
 from .tiling import run_padded, tiled_forward
+from .working_size import check_working_size, remove_coarse_rain, shrunk_size
 
 PROTOCOLS = ("blended", "official")
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -85,6 +86,11 @@ class Deraining:
             run by ONNX Runtime; fp32 only; needs the ``export`` extra).
         compile: run the torch backend through ``torch.compile``; it compiles on the first
             tile of each new shape (:class:`~.backends.CompiledForward`).
+        working_size: on images whose short side is larger, the rain the model finds on a copy
+            shrunk to this short side is enlarged and subtracted first, then the model derains
+            the result at full size (:mod:`~.working_size`); ``None``: one pass at full size;
+            ``"auto"``: the card's (derain's pretrained models: the scale they were trained at;
+            architectures and official weights: ``None``), ``None`` under the official protocol.
 
     Example:
         >>> derainer = Deraining("drsformer", weights="drsformer_rain200h.pth", tile=512)  # doctest: +SKIP
@@ -105,6 +111,7 @@ class Deraining:
         progress: bool | None = None,
         backend: str = "torch",
         compile: bool = False,
+        working_size: int | str | None = AUTO,
     ):
         if weights is not None:
             model = load_checkpoint(weights, model)
@@ -128,6 +135,11 @@ class Deraining:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if isinstance(tile, str) and tile != AUTO:
             raise ValueError(f"tile must be a number of pixels, None or {AUTO!r}, got {tile!r}")
+        if working_size == AUTO:
+            working_size = None if protocol == "official" else card.working_size
+        elif check_working_size(working_size) is not None and protocol == "official":
+            raise ValueError("the official protocol runs whole images as the paper did; it takes no working size")
+        self.working_size = check_working_size(working_size)
         self.device = resolve_device(device)
         self.precision = resolve_precision(precision, self.device)
         self.model = model.eval().to(self.device)
@@ -163,28 +175,34 @@ class Deraining:
         if rainy.dim() != 4 or rainy.shape[1] != 3:
             raise ValueError(f"expected an RGB batch (N, 3, H, W), got shape {tuple(rainy.shape)}")
         x = rainy.float()
+        shrunk = shrunk_size(*x.shape[-2:], self.working_size)
         with self._autocast():
-            if self.protocol == "official":
-                protocol = OFFICIAL_PROTOCOLS[self.card.official_protocol]
-                restored = protocol(self.forward, x.to(self.device), self.tile, self.overlap)
-            elif self.tile is None:
-                restored = run_padded(
-                    self.forward, x.to(self.device), self.card.size_multiple, min_size=self.card.min_size
-                )
-            elif self.tile == AUTO:
-                restored = self._restore_memory_aware(x.cpu())
-            elif max(x.shape[-2:]) <= self.tile:
-                # One tile covers each image, and blending one tile is the identity: batch the
-                # images themselves, batch_size at a time (tiled_forward batches within an image).
-                restored = torch.cat([
-                    run_padded(
-                        self.forward, chunk.to(self.device), self.card.size_multiple, min_size=self.card.min_size
-                    ).to(x.device, x.dtype)
-                    for chunk in x.cpu().split(self.batch_size)
-                ])
-            else:
-                restored = self._tiled(x.cpu(), self.tile)
+            if shrunk is not None:
+                x = remove_coarse_rain(self._restore, x.cpu(), shrunk)
+            restored = self._restore(x)
         return restored.float().clamp_(0, 1).to(rainy.device)
+
+    def _restore(self, x: torch.Tensor) -> torch.Tensor:
+        """The model's output for ``x`` at its own resolution, tiled as configured, on ``x``'s device."""
+        if self.protocol == "official":
+            protocol = OFFICIAL_PROTOCOLS[self.card.official_protocol]
+            restored = protocol(self.forward, x.to(self.device), self.tile, self.overlap)
+        elif self.tile is None:
+            restored = run_padded(self.forward, x.to(self.device), self.card.size_multiple, min_size=self.card.min_size)
+        elif self.tile == AUTO:
+            restored = self._restore_memory_aware(x.cpu())
+        elif max(x.shape[-2:]) <= self.tile:
+            # One tile covers each image, and blending one tile is the identity: batch the
+            # images themselves, batch_size at a time (tiled_forward batches within an image).
+            restored = torch.cat([
+                run_padded(
+                    self.forward, chunk.to(self.device), self.card.size_multiple, min_size=self.card.min_size
+                ).to(x.device, x.dtype)
+                for chunk in x.cpu().split(self.batch_size)
+            ])
+        else:
+            restored = self._tiled(x.cpu(), self.tile)
+        return restored.to(x.device)
 
     def _tiled(self, x: torch.Tensor, tile: int) -> torch.Tensor:
         return tiled_forward(
@@ -308,6 +326,7 @@ def derain(
     progress: bool | None = None,
     backend: str = "torch",
     compile: bool = False,
+    working_size: int | str | None = AUTO,
 ) -> ImageLike:
     """Derain one image (array, PIL image or tensor) and return the same kind.
 
@@ -316,5 +335,5 @@ def derain(
     """
     return Deraining(
         model, weights, tile=tile, overlap=overlap, device=device, precision=precision, protocol=protocol,
-        progress=progress, backend=backend, compile=compile,
+        progress=progress, backend=backend, compile=compile, working_size=working_size,
     )(image)

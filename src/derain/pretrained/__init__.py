@@ -24,7 +24,7 @@ from torch import nn
 
 from ..checkpoint import load_checkpoint, save_weights
 from ..files import sha256_of
-from ..registry import build, list_models
+from ..registry import build, card_of, list_models
 
 PRETRAINED_DIR = Path(__file__).parent
 DEFAULT_TAG = "derain-storm"
@@ -54,6 +54,10 @@ class PretrainedCard:
     split (one row per rain family of :data:`derain.data.synth.FAMILIES`), and
     ``real_photo_scores``: mean NIQE/BRISQUE of real rainy photos (``input``) and of the model's
     results (``restored``), the photos described by ``real_photos``. Older cards leave them empty.
+
+    ``working_size`` is the short side of the photos the model was trained at: on larger photos
+    inference estimates the rain at that scale (:mod:`derain.inference.working_size`); ``None``
+    (older cards) runs every photo at full resolution.
     """
 
     tag: str
@@ -79,6 +83,7 @@ class PretrainedCard:
     family_median_filter_scores: Mapping[str, Mapping[str, float]] = dataclasses.field(default_factory=dict)
     real_photo_scores: Mapping[str, Mapping[str, float]] = dataclasses.field(default_factory=dict)
     real_photos: str = ""
+    working_size: int | None = None
 
     @property
     def size_bytes(self) -> int:
@@ -133,6 +138,9 @@ def read_card(path: str | Path) -> PretrainedCard:
         table = fields.get(name, {})
         if set(table) != families or any(set(row) != set(metrics) for row in table.values()):
             raise PretrainedError(f"{path}: {name} must give {list(metrics)} for each family of family_scores")
+    working_size = fields.get("working_size")
+    if working_size is not None and (type(working_size) is not int or working_size < 1):
+        raise PretrainedError(f"{path}: working_size must be a number of pixels or null, got {working_size!r}")
     fields["weights"] = path.parent / fields["weights"]
     return PretrainedCard(**fields)
 
@@ -211,8 +219,10 @@ def load_pretrained(tag: str = DEFAULT_TAG, *, architecture: str | None = None) 
             f"{card.weights}: sha256 {digest} differs from the card's {card.sha256}; "
             "the file is damaged or not the one the card describes"
         )
-    model = build(card.architecture, **card.config)
-    return load_checkpoint(card.weights, model)
+    model = load_checkpoint(card.weights, build(card.architecture, **card.config))
+    # the scale the weights learnt rain at travels with the model to inference
+    model.derain_card = dataclasses.replace(card_of(model), working_size=card.working_size)
+    return model
 
 
 def save_pretrained(model: nn.Module, folder: str | Path, **fields: Any) -> PretrainedCard:

@@ -1,0 +1,53 @@
+"""Derain a large photo in two passes: at the scale the model learnt rain at, then at full size.
+
+A model trained on photos with a short side of about N pixels has learnt streaks as wide and
+as long as rain is at that size. The same rain photographed with two or three times the pixels
+is two or three times wider and longer, and such a model only dims it. So on a photo whose
+short side exceeds the model's working size, the model first derains a copy shrunk to that
+size; the rain layer it removed there (copy minus its result) is enlarged back and subtracted
+from the photo, which removes the wide rain while the scene keeps its full-size detail. Thin
+streaks that shrinking blurred away are left, so the model then derains that result at full
+size, as it would any photo.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+MIN_WORKING_SIZE = 16
+
+
+def check_working_size(working_size: int | None) -> int | None:
+    """``working_size`` itself, or a ``ValueError`` naming it when it is not a usable side."""
+    if working_size is not None and (
+        isinstance(working_size, bool) or not isinstance(working_size, int) or working_size < MIN_WORKING_SIZE
+    ):
+        raise ValueError(f"working size must be a whole number of pixels >= {MIN_WORKING_SIZE} or None, got {working_size!r}")
+    return working_size
+
+
+def shrunk_size(height: int, width: int, working_size: int | None) -> tuple[int, int] | None:
+    """The (height, width) of the copy the model sees: short side ``working_size``, aspect
+    kept; ``None`` when the image is not larger than that (it is derained as it is)."""
+    short = min(height, width)
+    if working_size is None or short <= working_size:
+        return None
+    scale = working_size / short
+    return max(working_size, round(height * scale)), max(working_size, round(width * scale))
+
+
+def remove_coarse_rain(
+    restore: Callable[[torch.Tensor], torch.Tensor], rainy: torch.Tensor, size: tuple[int, int]
+) -> torch.Tensor:
+    """``rainy`` (N, 3, H, W) minus the rain that ``restore`` removes from its copy at ``size``,
+    clamped to [0, 1]: the first pass.
+
+    Shrinking is antialiased bicubic (no aliasing of thin streaks into the copy); the rain layer
+    is enlarged bicubically, which keeps its soft edges.
+    """
+    small = F.interpolate(rainy, size=size, mode="bicubic", antialias=True, align_corners=False).clamp_(0, 1)
+    rain = small - restore(small).clamp(0, 1).to(small.dtype)
+    return (rainy - F.interpolate(rain, size=rainy.shape[-2:], mode="bicubic", align_corners=False)).clamp_(0, 1)
