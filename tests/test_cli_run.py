@@ -172,6 +172,22 @@ def test_default_model_writes_into_derained(tmp_path, monkeypatch, capsys):
     np.testing.assert_array_equal(restored, expected)
 
 
+def test_working_size_from_the_card_and_from_the_command_line(tmp_path, monkeypatch):
+    from derain.pretrained import save_pretrained
+    from test_pretrained import tiny_card_fields
+
+    model = install_tiny_pretrained(tmp_path / "pretrained", monkeypatch)
+    save_pretrained(model, tmp_path / "pretrained", **tiny_card_fields() | {"working_size": 24})
+    rainy = np.random.default_rng(1).integers(0, 256, (48, 80, 3), dtype=np.uint8)
+    write_image(tmp_path / "photo.png", rainy)
+    monkeypatch.chdir(tmp_path)
+    for flag, working_size in (([], 24), (["--working-size", "32"], 32), (["--working-size", "0"], None)):
+        assert cli(run_command, ["run", "photo.png", "-o", "out", *flag]) == 0
+        expected = derain.derain(rainy, model, device="cpu", working_size=working_size)
+        np.testing.assert_array_equal(read_image(tmp_path / "out" / "photo.png"), expected)
+    assert not np.array_equal(expected, derain.derain(rainy, model, device="cpu", working_size=24))
+
+
 def test_models_command(tmp_path, monkeypatch, capsys, no_pretrained):
     assert cli(models_command, ["models"]) == 0
     listing = capsys.readouterr().out

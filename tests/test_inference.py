@@ -433,7 +433,8 @@ def test_working_size_comes_from_the_pretrained_card_and_can_be_overridden(tmp_p
     install_tiny_pretrained(tmp_path, monkeypatch)
     assert Deraining(device="cpu").working_size is None  # a card without working_size
     fields = tiny_card_fields() | {"working_size": 32}
-    derain.pretrained.save_pretrained(tiny("drsformer"), tmp_path, **fields)
+    card = derain.pretrained.save_pretrained(tiny("drsformer"), tmp_path, **fields)
+    assert card.summary().endswith("larger photos in two passes, the first at 32 px")
     model = derain.pretrained.load_pretrained()
     assert inference_card(model).working_size == 32
     assert Deraining(model, device="cpu").working_size == 32

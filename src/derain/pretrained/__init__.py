@@ -96,10 +96,11 @@ class PretrainedCard:
     def summary(self) -> str:
         """One line for listings: architecture, training time and PSNR gain per preset."""
         gains = ", ".join(f"{p} {gain:+.1f} dB" for p, gain in self.psnr_gains().items())
+        passes = f"; larger photos in two passes, the first at {self.working_size} px" if self.working_size else ""
         return (
             f"{self.architecture}, {self.steps} steps in {self.wall_time_s / 60:.0f} min on "
             f"{self.hardware}; PSNR over the rainy input on derain-synth test: {gains}; "
-            f"{self.seconds_per_megapixel:.1f} s/MP on {self.speed_setting['threads']} CPU threads"
+            f"{self.seconds_per_megapixel:.1f} s/MP on {self.speed_setting['threads']} CPU threads{passes}"
         )
 
     def to_json(self) -> str:
