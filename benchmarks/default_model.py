@@ -156,7 +156,7 @@ def main() -> None:
         "real_photos": photos,
         "seconds_per_megapixel": speed,
         "speed_setting": {"megapixels": megapixels, "tile": args.tile, "overlap": args.overlap,
-                          "threads": torch.get_num_threads(), "precision": "fp32"},
+                          "threads": torch.get_num_threads(), "precision": "fp32", "working_size": card.working_size},
         "targets_met": targets_met(per_preset, speed),
         "scoring_seconds": scoring_s,
     }

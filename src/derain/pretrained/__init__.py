@@ -46,7 +46,8 @@ class PretrainedCard:
     ``median_filter_scores`` to ``{"psnr", "ssim"}`` of a 5x5 median filter of the inputs (the
     classical baseline); PSNR/SSIM follow the ``rain100`` protocol of
     :func:`derain.metrics.psnr_ssim_matlab`. ``seconds_per_megapixel`` is a whole ``derain run``
-    of a photo under ``speed_setting`` (megapixels, tile, overlap, threads, precision).
+    of a photo under ``speed_setting`` (megapixels, tile, overlap, threads, precision and, where
+    given, the working size: ``None`` for one pass).
     ``weights`` is the path of the safetensors file (the JSON stores its name only).
 
     Cards from derain-mixed on also give ``family_scores``, ``family_input_scores`` and
