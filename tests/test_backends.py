@@ -105,7 +105,7 @@ def test_missing_onnxruntime_names_the_extra(monkeypatch, photo, weights, tmp_pa
     assert err == 'derain run: error: ONNX Runtime is not installed: pip install "derain[export]"'
 
 
-@pytest.mark.slow
+@pytest.mark.backends  # 98 s on a 2-core AVX2 machine (the ONNX export); the API's parity test stays in CI
 def test_cli_onnxruntime_writes_what_eager_writes(photo, weights, tmp_path):
     pytest.importorskip("onnxruntime")
     argv = [str(photo), "--weights", str(weights), "--device", "cpu", "--tile", "32", "--overlap", "8"]
