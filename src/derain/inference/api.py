@@ -137,9 +137,9 @@ class Deraining:
             raise ValueError(f"tile must be a number of pixels, None or {AUTO!r}, got {tile!r}")
         if working_size == AUTO:
             working_size = None if protocol == "official" else card.working_size
-        elif check_working_size(working_size) is not None and protocol == "official":
-            raise ValueError("the official protocol runs whole images as the paper did; it takes no working size")
         self.working_size = check_working_size(working_size)
+        if self.working_size is not None and protocol == "official":
+            raise ValueError("the official protocol runs whole images as the paper did; it takes no working size")
         self.device = resolve_device(device)
         self.precision = resolve_precision(precision, self.device)
         self.model = model.eval().to(self.device)

@@ -32,11 +32,11 @@ def check_working_size(working_size: int | None) -> int | None:
 def shrunk_size(height: int, width: int, working_size: int | None) -> tuple[int, int] | None:
     """The (height, width) of the copy the model sees: short side ``working_size``, aspect
     kept; ``None`` when the image is not larger than that (it is derained as it is)."""
-    short = min(height, width)
-    if working_size is None or short <= working_size:
+    if working_size is None or min(height, width) <= working_size:
         return None
-    scale = working_size / short
-    return max(working_size, round(height * scale)), max(working_size, round(width * scale))
+    if height <= width:
+        return working_size, round(width * working_size / height)
+    return round(height * working_size / width), working_size
 
 
 def remove_coarse_rain(
