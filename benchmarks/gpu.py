@@ -25,9 +25,7 @@ Reported, never asserted. On a GPU machine, from the repository root:
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
 import contextlib
-import multiprocessing
 import resource
 import traceback
 from pathlib import Path
@@ -39,6 +37,7 @@ derain.cpu.tune()  # this script owns its process: the derain command's settings
 import torch
 
 import derain
+from fresh_process import ProcessDied, in_fresh_process
 from roofline import ceilings_table, measured_ceilings, median_seconds, model_flops  # the sibling module
 
 VARIANTS = ("fp32", "bf16", "fp16", "compile")
@@ -104,12 +103,10 @@ def _ceilings(device: str, dtypes: tuple[str, ...], matmul_size: int, conv_size:
 
 def _in_fresh_process(function, *args) -> dict | str:
     """``function(*args)`` in its own process; on failure, a one-line reason instead of a result."""
-    context = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(1, mp_context=context) as pool:
-        try:
-            return pool.submit(_reasoned, function, *args).result()
-        except concurrent.futures.process.BrokenProcessPool:
-            return "the process died (out of memory?)"
+    try:
+        return in_fresh_process(_reasoned, function, *args)
+    except ProcessDied:
+        return "the process died (out of memory?)"
 
 
 def _reasoned(function, *args) -> dict | str:

@@ -13,7 +13,6 @@ timed in the same run (:func:`roofline.measured_ceilings`). Reported, never asse
 from __future__ import annotations
 
 import argparse
-import multiprocessing
 import resource
 import time
 
@@ -25,6 +24,7 @@ import torch
 
 import derain
 from derain.inference import Deraining
+from fresh_process import in_fresh_process
 from roofline import ceilings_table, measured_ceilings, model_flops  # the sibling module
 
 
@@ -50,11 +50,6 @@ def measure(name: str, height: int, width: int, tile: int | None, tiny: bool, de
     return {"images_per_s": images_per_s, "peak_mib": peak_mib, "gflops": flops / 1e9}
 
 
-def _in_fresh_process(function, *args):
-    with multiprocessing.get_context("spawn").Pool(1) as pool:
-        return pool.apply(function, args)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=derain.list_models())
@@ -68,7 +63,7 @@ def main() -> None:
     memory = "peak GPU MiB" if device.startswith("cuda") else "peak RSS MiB"
     print(f"device: {device}, torch {torch.__version__}, threads {torch.get_num_threads()}, "
           f"{'tiny' if args.tiny else 'default'} configs\n")
-    ceilings = _in_fresh_process(measured_ceilings, device, ("float32",))
+    ceilings = in_fresh_process(measured_ceilings, device, ("float32",))
     matmul, conv = ceilings["matmul float32"], ceilings["conv3x3 float32"]
     print(f"Ceilings measured in this run:\n\n{ceilings_table(ceilings)}")
     print(f"| model | input | tile | images/s | {memory} | GFLOP/image | GFLOP/s | % of matmul | % of conv3x3 |\n"
@@ -78,7 +73,7 @@ def main() -> None:
         if args.photo:
             runs.append((3000, 4000, 512, 1))
         for height, width, tile, repeats in runs:
-            result = _in_fresh_process(measure, name, height, width, tile, args.tiny, device, repeats)
+            result = in_fresh_process(measure, name, height, width, tile, args.tiny, device, repeats)
             achieved = result["gflops"] * result["images_per_s"]
             print(f"| {name} | {width}x{height} | {tile or 'whole'} | "
                   f"{result['images_per_s']:.3g} | {result['peak_mib']:.0f} | {result['gflops']:.3g} | "

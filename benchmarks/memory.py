@@ -25,11 +25,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import multiprocessing
 import os
 import resource
 import sys
 from pathlib import Path
+
+from fresh_process import in_fresh_process  # the sibling module
 
 OFFICIAL = {  # where each official class lives inside its repository: (directory, module, class)
     "drsformer": ("basicsr/models/archs", "DRSformer_arch", "DRSformer"),
@@ -86,11 +87,6 @@ def derain_cell(name: str, height: int, width: int, tile: int | None) -> tuple[f
     return _peak_mib(), built, weights
 
 
-def _in_fresh_process(function, *args):
-    with multiprocessing.get_context("spawn").Pool(1) as pool:
-        return pool.apply(function, args)
-
-
 def _size(text: str) -> tuple[int, int]:
     width, _, height = text.partition("x")
     return int(height), int(width)
@@ -120,16 +116,16 @@ def main() -> None:
     for name in args.models:
         checkout = getattr(args, name, None)
         for side in sizes:
-            ours, ours_built, weights = _in_fresh_process(derain_cell, name, side, side, None)
+            ours, ours_built, weights = in_fresh_process(derain_cell, name, side, side, None)
             row = f"| {name} | {weights:.0f} | {side}x{side} |"
             if checkout:
-                theirs, theirs_built, _ = _in_fresh_process(official_cell, name, checkout, side, side)
+                theirs, theirs_built, _ = in_fresh_process(official_cell, name, checkout, side, side)
                 row += f" {theirs:.0f} ({theirs_built:.0f}) | {ours:.0f} ({ours_built:.0f}) | {ours / theirs:.2f} |"
             else:
                 row += f" - | {ours:.0f} ({ours_built:.0f}) | - |"
             if not args.skip_large:
                 if side == TILE:
-                    tiled, _, _ = _in_fresh_process(derain_cell, name, *large, TILE)
+                    tiled, _, _ = in_fresh_process(derain_cell, name, *large, TILE)
                     row += f" {tiled:.0f} | {tiled / ours:.2f} |"
                 else:
                     row += " | |"

@@ -22,13 +22,14 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import multiprocessing
 import os
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from fresh_process import in_fresh_process  # the sibling module
 
 # where each official class lives inside its repository: (module directory, module, class)
 OFFICIAL = {
@@ -106,11 +107,6 @@ def ceilings() -> dict[str, float]:
     from roofline import measured_ceilings
 
     return measured_ceilings("cpu", ("float32",))
-
-
-def in_fresh_process(function, *args):
-    with multiprocessing.get_context("spawn").Pool(1) as pool:
-        return pool.apply(function, args)
 
 
 def add_checkout_arguments(parser: argparse.ArgumentParser) -> None:

@@ -15,8 +15,6 @@ Reported, never asserted.
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
-import multiprocessing
 import resource
 from pathlib import Path
 
@@ -28,6 +26,7 @@ import torch
 
 import derain
 from derain.inference import Deraining
+from fresh_process import ProcessDied, in_fresh_process
 from roofline import median_seconds, model_flops  # the sibling module
 
 
@@ -48,12 +47,10 @@ def measure(name: str, size: int, tiny: bool, device: str, repeats: int) -> dict
 
 def _in_fresh_process(*args) -> dict | None:
     """``measure(*args)`` in its own process; ``None`` when that process dies (out of memory)."""
-    context = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(1, mp_context=context) as pool:
-        try:
-            return pool.submit(measure, *args).result()
-        except concurrent.futures.process.BrokenProcessPool:
-            return None
+    try:
+        return in_fresh_process(measure, *args)
+    except ProcessDied:
+        return None
 
 
 def plot(results: dict[str, dict[int, dict]], path: Path, title: str) -> None:

@@ -39,7 +39,8 @@ import time
 from pathlib import Path
 
 # the sibling script: where each official class lives, its checkout arguments, fresh processes
-from official_speed import OFFICIAL, add_checkout_arguments, given_checkouts, in_fresh_process
+from fresh_process import ProcessDied, in_fresh_process
+from official_speed import OFFICIAL, add_checkout_arguments, given_checkouts
 
 RECIPES = Path(__file__).resolve().parents[1] / "configs"
 
@@ -184,12 +185,33 @@ def main() -> None:
     common = (args.patch, args.batch, args.steps, warmup)
     with tempfile.TemporaryDirectory() as scratch:
         for name, checkout in checkouts.items():
-            plain, loss = in_fresh_process(official_step, name, checkout, *common, False, scratch)
-            tuned, _ = in_fresh_process(official_step, name, checkout, *common, True, scratch)
-            ours, our_loss = in_fresh_process(derain_step, name, *common, "no", scratch)
-            bf16, bf16_loss = in_fresh_process(derain_step, name, *common, "bf16", scratch)
-            print(f"| {name} | {plain:.2f} | {tuned:.2f} | {ours:.2f} | {plain / ours:.2f}x | {tuned / ours:.2f}x | "
-                  f"{bf16:.2f} | {ours / bf16:.2f}x | {loss:.5f} / {our_loss:.5f} / {bf16_loss:.5f} |", flush=True)
+            plain, loss = _step_or_death(official_step, name, checkout, *common, False, scratch)
+            tuned, _ = _step_or_death(official_step, name, checkout, *common, True, scratch)
+            ours, our_loss = _step_or_death(derain_step, name, *common, "no", scratch)
+            bf16, bf16_loss = _step_or_death(derain_step, name, *common, "bf16", scratch)
+            cells = (_seconds(plain), _seconds(tuned), _seconds(ours), _ratio(plain, ours), _ratio(tuned, ours),
+                     _seconds(bf16), _ratio(ours, bf16), " / ".join(_loss(value) for value in (loss, our_loss, bf16_loss)))
+            print(f"| {name} | " + " | ".join(cells) + " |", flush=True)
+
+
+def _step_or_death(function, *args) -> tuple[float | None, float | None]:
+    """(seconds, first loss), or (None, None) where the process was killed (out of memory)."""
+    try:
+        return in_fresh_process(function, *args)
+    except ProcessDied:
+        return None, None
+
+
+def _seconds(value: float | None) -> str:
+    return "killed (out of memory)" if value is None else f"{value:.2f}"
+
+
+def _ratio(slow: float | None, fast: float | None) -> str:
+    return "-" if slow is None or fast is None else f"{slow / fast:.2f}x"
+
+
+def _loss(value: float | None) -> str:
+    return "-" if value is None else f"{value:.5f}"
 
 
 if __name__ == "__main__":
