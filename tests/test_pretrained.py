@@ -100,9 +100,9 @@ def test_invalid_cards(tmp_path, monkeypatch):
     path.write_text(json.dumps(fields))
     with pytest.raises(PretrainedError, match="scores must give"):
         read_card(path)
-    for bad in ("480", 0, 480.0, True):
+    for bad in ("480", 0, 15, 480.0, True):
         path.write_text(json.dumps({**fields, "scores": fields["input_scores"], "working_size": bad}))
-        with pytest.raises(PretrainedError, match=f"working_size must be a number of pixels or null, got {bad!r}"):
+        with pytest.raises(PretrainedError, match=f"{path.name}: working size must be a whole number of pixels >= 16 or None, got {bad!r}"):
             read_card(path)
     path.write_text("{")
     with pytest.raises(PretrainedError, match="not a readable JSON card"):

@@ -66,6 +66,18 @@ class ModelCard:
     num_params: int | None = None
 
 
+MIN_WORKING_SIZE = 16
+
+
+def check_working_size(working_size: int | None) -> int | None:
+    """``working_size`` itself, or a ``ValueError`` naming it when it is not a usable side."""
+    if working_size is not None and (
+        isinstance(working_size, bool) or not isinstance(working_size, int) or working_size < MIN_WORKING_SIZE
+    ):
+        raise ValueError(f"working size must be a whole number of pixels >= {MIN_WORKING_SIZE} or None, got {working_size!r}")
+    return working_size
+
+
 class Architecture(Protocol):
     """The contract of a registered class: built from keyword arguments (its official
     constructor), and able to read that configuration back from an official state dict, so a

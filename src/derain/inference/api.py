@@ -16,13 +16,13 @@ from ..checkpoint import load_checkpoint
 from ..factory import list_models, model_card
 from ..imageio import array_from_pil, from_tensor, to_tensor
 from ..pretrained import DEFAULT_TAG, load_pretrained
-from ..registry import ModelCard, card_of, unknown_card
+from ..registry import ModelCard, card_of, check_working_size, unknown_card
 from . import memory
 from .backends import forward_of, resolve_precision
 from .padding import padded_size
 from .protocols import OFFICIAL_PROTOCOLS
 from .tiling import run_padded, tiled_forward
-from .working_size import check_working_size, remove_coarse_rain, shrunk_size
+from .working_size import remove_coarse_rain, shrunk_size
 
 PROTOCOLS = ("blended", "official")
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}

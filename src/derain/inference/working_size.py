@@ -17,18 +17,6 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-MIN_WORKING_SIZE = 16
-
-
-def check_working_size(working_size: int | None) -> int | None:
-    """``working_size`` itself, or a ``ValueError`` naming it when it is not a usable side."""
-    if working_size is not None and (
-        isinstance(working_size, bool) or not isinstance(working_size, int) or working_size < MIN_WORKING_SIZE
-    ):
-        raise ValueError(f"working size must be a whole number of pixels >= {MIN_WORKING_SIZE} or None, got {working_size!r}")
-    return working_size
-
-
 def shrunk_size(height: int, width: int, working_size: int | None) -> tuple[int, int] | None:
     """The (height, width) of the copy the model sees: short side ``working_size``, aspect
     kept; ``None`` when the image is not larger than that (it is derained as it is)."""

@@ -24,7 +24,7 @@ from torch import nn
 
 from ..checkpoint import load_checkpoint, save_weights
 from ..files import sha256_of
-from ..registry import build, card_of, list_models
+from ..registry import build, card_of, check_working_size, list_models
 
 PRETRAINED_DIR = Path(__file__).parent
 DEFAULT_TAG = "derain-storm"
@@ -140,9 +140,10 @@ def read_card(path: str | Path) -> PretrainedCard:
         table = fields.get(name, {})
         if set(table) != families or any(set(row) != set(metrics) for row in table.values()):
             raise PretrainedError(f"{path}: {name} must give {list(metrics)} for each family of family_scores")
-    working_size = fields.get("working_size")
-    if working_size is not None and (type(working_size) is not int or working_size < 1):
-        raise PretrainedError(f"{path}: working_size must be a number of pixels or null, got {working_size!r}")
+    try:
+        check_working_size(fields.get("working_size"))
+    except ValueError as error:
+        raise PretrainedError(f"{path}: {error}") from None
     fields["weights"] = path.parent / fields["weights"]
     return PretrainedCard(**fields)
 
