@@ -2,7 +2,7 @@
 
 The photo is scikit-image's ``coffee`` (public domain, bundled in ``tests/data/photos``), resized
 to the 321-px height of Rain100/Rain200. Each panel is what ``derain data synth --preset NAME``
-makes of it with the same seed.
+makes of it with the same seed; the last panel is the clean side of a ``--scene-lines`` pair.
 
     python scripts/rain_families_figure.py
 """
@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from derain.data.benchmark import _resize_short_side
+from derain.data.benchmark import _resize_short_side, add_scene_lines
 from derain.data.synth import FAMILIES, PRESETS, REFERENCE_HEIGHT, synthesize
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,6 +33,7 @@ def main() -> None:
     photo = _resize_short_side(np.asarray(Image.open(args.photo).convert("RGB")), REFERENCE_HEIGHT)
     panels = [("clean photo", photo)]
     panels += [(name, synthesize(photo, name, args.seed)[0]) for name in (*PRESETS, *FAMILIES)]
+    panels.append(("--scene-lines, clean side", add_scene_lines(photo, args.seed)[0]))
     height, width = photo.shape[:2]
     rows = -(-len(panels) // COLUMNS)
     sheet = Image.new("RGB", (COLUMNS * width, rows * (height + LABEL_HEIGHT)), "white")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -11,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from derain.data.benchmark import checksums, make_pairs, pair_seed
+from derain.data.benchmark import add_scene_lines, checksums, make_pairs, pair_seed
 from derain.data.photos import CorpusError, build_corpus, read_manifest, split_of
 from derain.data.synth import FAMILIES
 
@@ -58,6 +59,22 @@ def test_corpus_built_from_debs_and_wrong_sha256_refused_by_name(tmp_path):
     with pytest.raises(CorpusError, match="field.jpg.*does not match.*refused"):
         build_corpus(tmp_path / "corpus2", debs=debs, manifest=manifest)
     assert not (tmp_path / "corpus2").exists() and not list(tmp_path.glob(".corpus2*"))
+
+
+def test_scene_lines_are_on_both_sides_of_a_pair(tmp_path):
+    clean = tmp_path / "clean"
+    clean.mkdir()
+    Image.fromarray(np.full((120, 160, 3), 100, np.uint8)).save(clean / "flat.png")
+    assert make_pairs(clean, tmp_path / "out", preset="light", per_image=4, seed=1, scene_lines=True) == 4
+    drawn = [json.loads(line) for line in (tmp_path / "out" / "rain.jsonl").read_text().splitlines()]
+    for line in drawn:
+        target = np.asarray(Image.open(tmp_path / "out" / "target" / f"{line['name']}.png")).astype(int)
+        rainy = np.asarray(Image.open(tmp_path / "out" / "input" / f"{line['name']}.png")).astype(int)
+        lines = np.abs(target - 100).max(axis=2) > 40
+        assert 1 <= line["scene_lines"] <= 6 and 0 < lines.mean() < 0.25  # thin structures on the clean side
+        assert (rainy >= target).all()  # the rain only brightens: the lines are in the input too
+    photo = np.full((120, 160, 3), 100, np.uint8)
+    assert add_scene_lines(photo, 3)[0].tobytes() == add_scene_lines(photo, 3)[0].tobytes() != add_scene_lines(photo, 4)[0].tobytes()
 
 
 def test_benchmark_pairs_are_reproducible_and_seeds_stable(tmp_path):

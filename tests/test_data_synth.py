@@ -171,6 +171,23 @@ def test_storm_is_dense_long_thin_streaks_at_one_slant_with_little_veil(benchmar
     assert storm["darker"] == 0.0
 
 
+def test_downpour_lays_fine_far_rain_beneath_long_streaks_at_one_slant(benchmark_sized):
+    storm, drizzle = synth.FAMILIES["storm"], synth.FAMILIES["drizzle"]
+    for seed in range(5):
+        layers = synth.sample_params("downpour", seed).layers
+        near = [layer for layer in layers if layer.length >= storm.length[0]]
+        far = [layer for layer in layers if layer.length <= drizzle.length[1]]
+        assert 2 <= len(near) <= 3 and 2 <= len(far) <= 3 and len(near) + len(far) == len(layers)
+        assert all(drizzle.density[0] <= layer.density <= drizzle.density[1] for layer in far)
+        angles = [layer.angle for layer in layers]
+        assert max(angles) - min(angles) <= 4 * storm.jitter
+    downpour, near_only, far_only = (_median_statistics(benchmark_sized, name) for name in ("downpour", "storm", "drizzle"))
+    assert far_only["length"] < downpour["length"] < near_only["length"]  # streaks of both scales
+    assert downpour["brightened"] > near_only["brightened"] + 0.1  # denser than storm alone
+    assert downpour["crossing"] < far_only["crossing"] / 2  # drizzle's layers turned to one slant
+    assert downpour["darker"] == 0.0
+
+
 def test_streak_statistics_read_a_known_layer():
     clean = np.full((321, 481, 3), 80, np.uint8)
     layer = synth.StreakLayer(angle=20.0, length=0.15, width=1.5, density=0.01, amplitude=0.8, seed=3)
@@ -270,9 +287,9 @@ def test_synth_command_takes_the_families(tmp_path):
     clean = tmp_path / "clean"
     clean.mkdir()
     Image.open(PHOTOS[0]).save(clean / "photo.0001.png")
-    assert run_cli("synth", "--clean", str(clean), "--out", str(tmp_path / "out"), "--preset", "mixed", "--per-image", "3", "--vary-scenes", "--short-side", "200") == 0
+    assert run_cli("synth", "--clean", str(clean), "--out", str(tmp_path / "out"), "--preset", "mixed", "--per-image", "3", "--vary-scenes", "--scene-lines", "--short-side", "200") == 0
     lines = [json.loads(line) for line in (tmp_path / "out" / "rain.jsonl").read_text().splitlines()]
-    assert len(lines) == 3 and all(line["label"].startswith("mixed:") and "gain" in line for line in lines)
+    assert len(lines) == 3 and all(line["label"].startswith("mixed:") and "gain" in line and line["scene_lines"] >= 1 for line in lines)
     for line in lines:
         rainy = np.asarray(Image.open(tmp_path / "out" / "input" / f"{line['name']}.png"))
         target = np.asarray(Image.open(tmp_path / "out" / "target" / f"{line['name']}.png"))

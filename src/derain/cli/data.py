@@ -42,6 +42,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     synth.add_argument("--short-side", type=int, help="resize the photos first so their shorter side has this length")
     synth.add_argument("--vary-scenes", action="store_true",
                        help="training data: a random crop, exposure and colour change per pair, some blurred")
+    synth.add_argument("--scene-lines", action="store_true",
+                       help="training data: thin bright and dark lines (markings, wires) drawn into both sides of each pair")
     synth.set_defaults(func=run_synth)
 
     clip = commands.add_parser("synth-video", help="a rainy clip (and its clean frames) from one photo")
@@ -105,7 +107,8 @@ def run_import(args: argparse.Namespace) -> int:
 def run_synth(args: argparse.Namespace) -> int:
     try:
         count = make_pairs(args.clean, args.out, preset=args.preset, per_image=args.per_image, seed=args.seed,
-                           short_side=args.short_side, vary_scenes=args.vary_scenes)
+                           short_side=args.short_side, vary_scenes=args.vary_scenes,
+                           scene_lines=args.scene_lines)
     except (PairingError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

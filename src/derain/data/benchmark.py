@@ -48,6 +48,7 @@ def make_pairs(
     seed: int = 0,
     short_side: int | None = None,
     vary_scenes: bool = False,
+    scene_lines: bool = False,
 ) -> int:
     """Write ``per_image`` rainy versions of every image in ``clean_dir``; returns the pair count.
 
@@ -56,7 +57,8 @@ def make_pairs(
     ``short_side`` resizes the clean photos first (Lanczos) so their shorter side has that length.
     ``vary_scenes`` (training data) draws for each pair a scale, an exposure and colour change,
     and now and then a blurred, low-texture version of the photo (:func:`vary_scene`), so the
-    model learns the rain rather than the scenes.
+    model learns the rain rather than the scenes. ``scene_lines`` draws thin straight structures
+    into the clean photo before the rain (:func:`add_scene_lines`), so both sides of a pair have them.
     """
     if preset not in PRESET_NAMES:
         raise ValueError(f"unknown rain preset {preset!r}: expected one of {sorted(PRESET_NAMES)}")
@@ -77,6 +79,9 @@ def make_pairs(
                 name = f"{source.stem}_{k}"
                 this_seed = pair_seed(seed, source.stem, k)
                 clean, scene = vary_scene(photo, this_seed) if vary_scenes else (photo, {})
+                if scene_lines:
+                    clean, lines = add_scene_lines(clean, this_seed)
+                    scene = {**scene, **lines}
                 rainy, target, params = synthesize(clean, preset, this_seed)
                 write_image(out / "input" / f"{name}.png", rainy)
                 write_image(out / "target" / f"{name}.png", target)
@@ -104,6 +109,36 @@ def vary_scene(photo: np.ndarray, seed: int) -> tuple[np.ndarray, dict]:
         image = gaussian_filter(image, sigma=(blur, blur, 0))
     drawn = {"crop": [top, left, h, w], "gain": gain, "gamma": gamma, "saturation": saturation, "blur": blur}
     return np.round(image * 255).astype(np.uint8), drawn
+
+
+def add_scene_lines(photo: np.ndarray, seed: int) -> tuple[np.ndarray, dict]:
+    """1-6 thin straight structures drawn into a uint8 photo: bright or dark, some yellow, some
+    dashed, at any angle (road markings, wires, poles, lettering strokes). A model trained only on
+    rain takes every thin bright line for a streak and dims road markings; pairs whose clean side
+    has such lines teach it what to keep. Returns (image, what was drawn)."""
+    rng = np.random.default_rng([seed, 4])
+    height, width = photo.shape[:2]
+    short = min(height, width)
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    image = photo.astype(np.float32) / 255
+    count = int(rng.integers(1, 7))
+    for _ in range(count):
+        cy, cx = rng.uniform(0, height), rng.uniform(0, width)
+        angle = rng.uniform(0, np.pi)
+        half_length, half_width = rng.uniform(0.05, 0.3) * short, rng.uniform(0.6, 2.0)
+        colour = rng.uniform(0.8, 1.0, 3) if rng.random() < 0.7 else rng.uniform(0.0, 0.2, 3)
+        if rng.random() < 0.2:  # yellow road paint
+            colour = colour * np.array([1.0, 0.85, 0.25])
+        along = (x - cx) * np.cos(angle) + (y - cy) * np.sin(angle)
+        across = (y - cy) * np.cos(angle) - (x - cx) * np.sin(angle)
+        # antialiased: coverage falls from 1 to 0 over the pixel at each edge
+        mask = np.clip(half_width + 0.5 - np.abs(across), 0, 1) * np.clip(half_length + 0.5 - np.abs(along), 0, 1)
+        if rng.random() < 0.3:  # dashed, as lane markings
+            period = rng.uniform(0.03, 0.1) * short
+            mask *= (along % period) < 0.6 * period
+        opacity = (rng.uniform(0.6, 1.0) * mask)[..., None]
+        image = image * (1 - opacity) + opacity * colour.astype(np.float32)
+    return np.round(np.clip(image, 0, 1) * 255).astype(np.uint8), {"scene_lines": count}
 
 
 def _resize_short_side(image: np.ndarray, short_side: int) -> np.ndarray:

@@ -52,6 +52,7 @@ class RainPreset:
     fog: tuple[float, float] = (0.0, 0.0)  # veil density at the far (top) end of the depth ramp
     exposure: tuple[float, float] = (1.0, 1.0)  # scene exposure; below 1 a night scene
     camera: bool = False  # JPEG, sensor noise and resizing on the rainy image
+    beneath: str | None = None  # another family's layers, turned to this rain's slant (far rain)
 
 
 PRESETS = {
@@ -161,6 +162,11 @@ FAMILIES = {
     # with SIRR and HRR, where the first mixed model only halved the streaks.
     "storm": RainPreset("storm", (2, 4), (0.0015, 0.0035), (0.12, 0.35), (0.6, 1.2), (0.15, 0.55), 30, 4,
                         (0.0, 0.12)),
+    # A downpour with depth: storm's long near streaks over drizzle's fine, short, dense far ones,
+    # all at one slant; real dense downpours over foliage (SIRR), where derain-storm left a
+    # cross-hatched texture, have rain at both scales in one frame.
+    "downpour": RainPreset("downpour", (2, 3), (0.0015, 0.0035), (0.12, 0.35), (0.6, 1.2), (0.15, 0.55), 30, 4,
+                           (0.0, 0.12), beneath="drizzle"),
 }
 # The published statistics of the two benchmark families (shared/data/README.md, last section),
 # as ranges for the median of ``rain_statistics`` + ``streak_statistics`` over photos at the
@@ -177,7 +183,7 @@ FAMILY_RANGES = {
 
 # ``mixed`` draws one of these per image (the three original presets count too), then adds drops,
 # fog and the camera's part to some of them, so a model sees every family and their overlaps.
-# ``storm`` came later and is left out, so that ``mixed`` draws what it always drew.
+# ``storm`` and ``downpour`` came later and are left out, so that ``mixed`` draws what it always drew.
 MIXED_FAMILIES = ("light", "medium", "heavy", "jorder", "ddn", "drizzle", "drops", "splashes", "night", "fog", "camera")
 MIXED_EXTRAS = {"drops": 0.15, "fog": 0.15, "camera": 0.6}
 PRESET_NAMES = (*PRESETS, *FAMILIES, "mixed")
@@ -245,6 +251,11 @@ def _sample_components(params: RainParams, spec: RainPreset, rng: np.random.Gene
         changes["tint"] = (1.0, float(rng.uniform(0.88, 1.0)), float(rng.uniform(0.75, 1.0)))
     if spec.camera:
         changes["camera"] = _sample_camera(rng)
+    if spec.beneath is not None:
+        slant = sum(layer.angle for layer in params.layers) / len(params.layers)
+        far = sample_params(spec.beneath, int(rng.integers(2**63))).layers
+        turned = (replace(layer, angle=slant + float(rng.uniform(-spec.jitter, spec.jitter))) for layer in far)
+        changes["layers"] = (*changes.get("layers", params.layers), *turned)
     if changes:
         changes["effect_seed"] = int(rng.integers(2**63))
     return replace(params, **changes)
