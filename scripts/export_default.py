@@ -1,4 +1,4 @@
-"""Export a checkpoint of the default-model run as the shipped pretrained default (``derain-storm``).
+"""Export a checkpoint of the default-model run as the shipped pretrained default.
 
 Writes ``src/derain/pretrained/<tag>.safetensors`` and its card ``<tag>.json``
 (:func:`derain.pretrained.save_pretrained`) from three inputs: the checkpoint (default: the last
@@ -7,14 +7,17 @@ steps and the training wall time), and the scores written by ``benchmarks/defaul
 on the derain-synth test presets, its held-out rain families and real rainy photos. A model that
 makes any preset or family worse than the rainy input is refused: it is never shipped.
 
-    FINAL=$RUN_DIR-storm-balance/checkpoints/step_00000400.ema.pth
+    FINAL=$RUN_DIR-downpour/checkpoints/step_00000600.ema.pth
     python benchmarks/default_model.py --checkpoint $FINAL --real REAL_PHOTOS --json scores.json
     python scripts/export_default.py --checkpoint $FINAL --scores scores.json --real-photos "..."
 
-Training runs in five stages (``RUN_DIR``, ``RUN_DIR-finish``, ``RUN_DIR-presets``,
-``RUN_DIR-storm``, ``RUN_DIR-storm-balance``); steps and wall time add them up.
-``RUN_DIR`` and ``CORPUS`` are the variables of ``scripts/train_default.sh`` (defaults
-``runs/derain-mixed`` and ``corpus``, relative to the current folder).
+Training runs in six stages (``RUN_DIR``, ``RUN_DIR-finish``, ``RUN_DIR-presets``,
+``RUN_DIR-storm``, ``RUN_DIR-storm-balance``, ``RUN_DIR-downpour``); steps and wall time add
+them up. Where the earlier run folders are gone and a stage started from a shipped model's
+weights, ``--run-dir`` names the later folders only and ``--from-card TAG`` adds the steps and
+wall time of that model's card. ``RUN_DIR`` and ``CORPUS`` are the variables of
+``scripts/train_default.sh`` (defaults ``runs/derain-mixed`` and ``corpus``, relative to the
+current folder).
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from pathlib import Path
 import torch
 
 from derain.checkpoint import load_checkpoint
-from derain.pretrained import DEFAULT_TAG, PRESETS, PRETRAINED_DIR, save_pretrained
+from derain.pretrained import DEFAULT_TAG, PRESETS, PRETRAINED_DIR, pretrained_card, save_pretrained
 from derain.training import load_config
 from derain.training.plot import read_log
 from derain.training.run_state import weights_step
@@ -40,7 +43,8 @@ COMMAND = "OMP_NUM_THREADS=2 scripts/train_default.sh"
 RECIPE = (
     "configs/derain-mixed.yaml (stage 1), then configs/derain-mixed-finish.yaml (stage 2), then "
     "configs/derain-mixed-presets.yaml (stage 3; derain-mixed), then configs/derain-storm.yaml (stage 4), then "
-    "configs/derain-storm-balance.yaml (stage 5), each from the EMA weights of the one before"
+    "configs/derain-storm-balance.yaml (stage 5; derain-storm), then configs/derain-downpour.yaml (stage 6), "
+    "each from the EMA weights of the one before"
 )
 DATA = (
     "derain's mixed rain (derain.data.synth: the light/medium/heavy presets and the jorder, ddn, drizzle, "
@@ -51,8 +55,12 @@ DATA = (
     "(derain-synth's training pairs and 2 more per photo and preset at short side 480), in stage 3 three "
     "fifths; in stage 4 a quarter are the storm family (dense long thin streaks, 3 pairs per photo at short side "
     "480 and 2 at 640) and one in twenty a clean photo paired with itself; stage 5 draws from all of these, "
-    "mixed rain at all three scales and 2 DDN-style pairs per photo; validated on the corpus's 8 val photos "
-    "under mixed rain (stage 3 also under the presets, stage 4 also under storm, stage 5 also under DDN-style rain), never on "
+    "mixed rain at all three scales and 2 DDN-style pairs per photo; stage 6 draws a quarter from the downpour "
+    "family (storm's streaks over drizzle's, 3 pairs per photo at 480 and 2 at 640), a quarter from mixed rain "
+    "over photos with thin lines drawn into both sides (--scene-lines, the same counts), and storm, DDN-style, "
+    "derain-synth preset and clean pairs; validated on the corpus's 8 val photos "
+    "under mixed rain (stage 3 also under the presets, stage 4 also under storm, stage 5 also under DDN-style rain, "
+    "stage 6 also under downpour and over drawn lines), never on "
     "derain-synth test, its families split or any published benchmark"
 )
 
@@ -102,9 +110,11 @@ def main() -> None:
     run_dir = os.environ.get("RUN_DIR", "runs/derain-mixed")
     parser.add_argument(
         "--run-dir", type=Path, nargs="+",
-        default=[Path(run_dir), *(Path(f"{run_dir}-{stage}") for stage in ("finish", "presets", "storm", "storm-balance"))],
-        help="the run folders of the training stages, in order (default RUN_DIR and its -finish, -presets, -storm, -storm-balance)",
+        default=[Path(run_dir), *(Path(f"{run_dir}-{stage}") for stage in ("finish", "presets", "storm", "storm-balance", "downpour"))],
+        help="the run folders of the training stages, in order (default RUN_DIR and its -finish, -presets, -storm, -storm-balance, -downpour)",
     )
+    parser.add_argument("--from-card", metavar="TAG", help="the first run folder started from this shipped model: add its card's steps and wall time")
+    parser.add_argument("--working-size", type=int, default=480, help="the card's working size (default 480, the training scale; 0: none)")
     parser.add_argument("--checkpoint", type=Path, help="default: the last stage's best.pth")
     parser.add_argument("--scores", type=Path, required=True, help="JSON of benchmarks/default_model.py for this checkpoint")
     parser.add_argument("--photos", type=Path, default=Path(os.environ.get("CORPUS", "corpus")) / "photos", help="the corpus (its LICENSES.tsv)")
@@ -125,6 +135,9 @@ def main() -> None:
     if type(model).__name__.lower() != config.model.name:
         raise SystemExit(f"{checkpoint} holds a {type(model).__name__}, but the run trained {config.model.name}")
     steps, seconds = trained_steps_and_seconds(args.run_dir, checkpoint)
+    if args.from_card:
+        earlier = pretrained_card(args.from_card)
+        steps, seconds = steps + earlier.steps, seconds + earlier.wall_time_s
     model = model.float()
     card = save_pretrained(
         model,
@@ -150,6 +163,7 @@ def main() -> None:
         family_median_filter_scores=measured["family_median5_scores"],
         real_photo_scores=measured["real_photo_scores"],
         real_photos=args.real_photos,
+        working_size=args.working_size or None,
     )
     params = sum(p.numel() for p in model.parameters())
     print(f"{card.weights} ({card.size_bytes / 2**20:.1f} MB, {params / 1e6:.2f} M parameters, torch {torch.__version__})")

@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# Train derain's default model ("derain-storm"): the exact commands behind
-# src/derain/pretrained/derain-mixed.* (stages 1-3) and derain-storm.* (stages 4-5). Builds what
+# Train derain's default model: the exact commands behind src/derain/pretrained/derain-mixed.*
+# (stages 1-3) and derain-storm.* (stages 4-5), then stage 6 (downpours and scene lines; trained,
+# judged before it ships). Builds what
 # is missing first (the photo corpus, mixed-rain training pairs at three scales with scene
-# variations, preset, storm and DDN-style pairs, validation pairs from the corpus's val photos),
+# variations, preset, storm, downpour, scene-line and DDN-style pairs, validation pairs from the
+# corpus's val photos),
 # then trains stage 1 (configs/derain-mixed.yaml, in RUN_DIR), stage 2 (configs/derain-mixed-finish.yaml,
 # in RUN_DIR-finish), stage 3 (configs/derain-mixed-presets.yaml, in RUN_DIR-presets), stage 4
 # (configs/derain-storm.yaml, in RUN_DIR-storm) and stage 5 (configs/derain-storm-balance.yaml, in
-# RUN_DIR-storm-balance), each from the one before; run it again to resume any.
+# RUN_DIR-storm-balance) and stage 6 (configs/derain-downpour.yaml, in RUN_DIR-downpour), each from
+# the one before; run it again to resume any.
 #
 #   OMP_NUM_THREADS=2 scripts/train_default.sh                   # ./corpus, ./runs/derain-mixed
 #   CORPUS=~/data RUN_DIR=~/runs/derain-mixed scripts/train_default.sh
@@ -18,6 +21,7 @@ FINISH_DIR=$RUN_DIR-finish
 PRESETS_DIR=$RUN_DIR-presets
 STORM_DIR=$RUN_DIR-storm
 BALANCE_DIR=$RUN_DIR-storm-balance
+DOWNPOUR_DIR=$RUN_DIR-downpour
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 SCALES=(360 480 640)
 PRESETS=(light medium heavy)
@@ -50,6 +54,24 @@ done
 if [ ! -d "$CORPUS/ddn-train/s480" ]; then
     derain data synth --clean "$CORPUS/photos/train" --out "$CORPUS/ddn-train/s480" --preset ddn --per-image 2 \
         --seed 4801 --short-side 480 --vary-scenes
+fi
+for scale in 480 640; do
+    if [ ! -d "$CORPUS/downpour-train/s$scale" ]; then
+        derain data synth --clean "$CORPUS/photos/train" --out "$CORPUS/downpour-train/s$scale" --preset downpour \
+            --per-image $((scale == 480 ? 3 : 2)) --seed $((scale * 10 + 2)) --short-side "$scale" --vary-scenes
+    fi
+    if [ ! -d "$CORPUS/lines-train/s$scale" ]; then
+        derain data synth --clean "$CORPUS/photos/train" --out "$CORPUS/lines-train/s$scale" --preset mixed \
+            --per-image $((scale == 480 ? 3 : 2)) --seed $((scale * 10 + 3)) --short-side "$scale" --vary-scenes --scene-lines
+    fi
+done
+if [ ! -d "$CORPUS/downpour-val" ]; then
+    derain data synth --clean "$CORPUS/photos/val" --out "$CORPUS/downpour-val" --preset downpour --per-image 2 \
+        --seed 6 --short-side 480
+fi
+if [ ! -d "$CORPUS/lines-val" ]; then
+    derain data synth --clean "$CORPUS/photos/val" --out "$CORPUS/lines-val" --preset mixed --per-image 2 \
+        --seed 5 --short-side 480 --scene-lines
 fi
 if [ ! -d "$CORPUS/ddn-val" ]; then
     derain data synth --clean "$CORPUS/photos/val" --out "$CORPUS/ddn-val" --preset ddn --per-image 2 --seed 9 --short-side 480
@@ -84,6 +106,10 @@ VAL4=(storm-val "${VAL3[@]}")
 STAGE5=(mixed-train/s360 mixed-train/s480 mixed-train/s640 ddn-train/s480 storm-train/s480 storm-train/s640
     derain-synth/train/{light,medium,heavy} presets-train/{light,medium,heavy})
 VAL5=(ddn-val "${VAL4[@]}")
+# stage 6: downpours with far fine rain, mixed rain over photos with drawn lines, and what keeps the rest
+STAGE6=(downpour-train/s480 downpour-train/s640 lines-train/s480 lines-train/s640 storm-train/s480 storm-train/s640
+    ddn-train/s480 derain-synth/train/{light,medium,heavy})
+VAL6=(downpour-val lines-val "${VAL5[@]}")
 STAGE1_END=$RUN_DIR/checkpoints/step_00000900.ema.pth
 
 stage() {  # stage RUN_DIR CONFIG INIT END TRAIN VAL [CLEAN]: train (or resume) a stage unless END exists;
@@ -115,4 +141,6 @@ stage "$PRESETS_DIR" derain-mixed-presets.yaml "$STAGE2_END" "$STAGE3_END" "${ST
 CLEAN=$CORPUS/derain-synth/train/light/target
 STAGE4_END=$STORM_DIR/checkpoints/step_00001000.ema.pth
 stage "$STORM_DIR" derain-storm.yaml "$STAGE3_END" "$STAGE4_END" "${STAGE4[*]}" "${VAL4[*]}" "$CLEAN"
-stage "$BALANCE_DIR" derain-storm-balance.yaml "$STAGE4_END" "" "${STAGE5[*]}" "${VAL5[*]}" "$CLEAN"
+STAGE5_END=$BALANCE_DIR/checkpoints/step_00000400.ema.pth
+stage "$BALANCE_DIR" derain-storm-balance.yaml "$STAGE4_END" "$STAGE5_END" "${STAGE5[*]}" "${VAL5[*]}" "$CLEAN"
+stage "$DOWNPOUR_DIR" derain-downpour.yaml "$STAGE5_END" "" "${STAGE6[*]}" "${VAL6[*]}" "$CLEAN"
