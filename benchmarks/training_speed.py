@@ -38,7 +38,7 @@ import tempfile
 import time
 from pathlib import Path
 
-# the sibling script: where each official class lives, its checkout arguments, fresh processes
+# the sibling scripts: fresh processes; where each official class lives, its checkout arguments
 from fresh_process import ProcessDied, in_fresh_process
 from official_speed import OFFICIAL, add_checkout_arguments, given_checkouts
 
