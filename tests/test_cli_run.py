@@ -12,7 +12,7 @@ from derain.cli import models as models_command
 from derain.cli import run as run_command
 from derain.imageio import read_image, write_image
 from conftest import cli, install_pretrained
-from test_pretrained import install_tiny_pretrained
+from test_pretrained import DEFAULT, install_tiny_pretrained
 
 
 @pytest.fixture
@@ -86,12 +86,12 @@ def test_usage_errors(tmp_path, weights, capsys, monkeypatch):
     out = str(tmp_path / "out")
     install_pretrained(monkeypatch, None)
     assert cli(run_command, ["run", image, "-o", out]) == 2
-    assert "no pretrained weights 'derain-storm' are installed" in capsys.readouterr().err
+    assert f"no pretrained weights '{DEFAULT}' are installed" in capsys.readouterr().err
     install_tiny_pretrained(tmp_path / "pretrained", monkeypatch)
     assert cli(run_command, ["run", image, "-o", out, "--model", "dmsr"]) == 2
-    assert "pretrained weights 'derain-storm' are for 'drsformer', not 'dmsr'" in capsys.readouterr().err
+    assert f"pretrained weights '{DEFAULT}' are for 'drsformer', not 'dmsr'" in capsys.readouterr().err
     assert cli(run_command, ["run", image, "-o", out, "--pretrained", "rain9000"]) == 2
-    assert "(available: derain-storm)" in capsys.readouterr().err
+    assert f"(available: {DEFAULT})" in capsys.readouterr().err
     assert cli(run_command, ["run", image, "-o", out, "--model", "drsformer", "--weights", "missing.pth"]) == 2
     assert "checkpoint file not found: missing.pth" in capsys.readouterr().err
     official_layout = tmp_path / "drsformer_params.pth"  # BasicSR layout, no derain metadata
@@ -200,12 +200,12 @@ def test_models_command(tmp_path, monkeypatch, capsys, no_pretrained):
     install_tiny_pretrained(tmp_path, monkeypatch)
     assert cli(models_command, ["models"]) == 0
     listing = capsys.readouterr().out
-    size = (tmp_path / "derain-storm.safetensors").stat().st_size / 2**20
-    assert f"pretrained derain-storm ({size:.1f} MB): drsformer, 10 steps in 2 min" in listing
+    size = (tmp_path / f"{DEFAULT}.safetensors").stat().st_size / 2**20
+    assert f"pretrained {DEFAULT} ({size:.1f} MB): drsformer, 10 steps in 2 min" in listing
     assert "light +5.0 dB, medium +6.0 dB, heavy +7.0 dB" in listing
     assert cli(models_command, ["models", "drsformer"]) == 0
-    assert "pretrained weights: derain-storm" in capsys.readouterr().out
-    assert cli(models_command, ["models", "derain-storm"]) == 0
+    assert f"pretrained weights: {DEFAULT}" in capsys.readouterr().out
+    assert cli(models_command, ["models", DEFAULT]) == 0
     card = capsys.readouterr().out
     assert "command: derain train configs/default.yaml" in card and "sha256: " in card
 

@@ -10,7 +10,7 @@ pytest.importorskip("gradio", reason="the demo needs the optional extra derain[d
 
 from derain.demo import app  # noqa: E402
 from derain.imageio import read_image, write_image  # noqa: E402
-from test_pretrained import install_tiny_pretrained  # noqa: E402
+from test_pretrained import DEFAULT, install_tiny_pretrained  # noqa: E402
 
 
 @pytest.fixture
@@ -21,7 +21,7 @@ def photo(tmp_path):
 
 def test_derain_upload(tmp_path, monkeypatch, photo):
     model = install_tiny_pretrained(tmp_path / "pretrained", monkeypatch)
-    images, download, status = app.derain_upload(str(photo), "derain-storm", "", 32, work_dir=tmp_path, device="cpu")
+    images, download, status = app.derain_upload(str(photo), DEFAULT, "", 32, work_dir=tmp_path, device="cpu")
     rainy_png, restored_png = images
     assert download == restored_png and restored_png.endswith("photo_derained.png")
     np.testing.assert_array_equal(read_image(rainy_png), read_image(photo))  # lossless copy of the decoded upload
@@ -29,7 +29,7 @@ def test_derain_upload(tmp_path, monkeypatch, photo):
 
     expected = derain.derain(read_image(photo), model, tile=32, overlap=8, device="cpu")
     np.testing.assert_array_equal(read_image(restored_png), expected)
-    assert status.startswith("**50 × 30** pixels, derained in **") and "with derain-storm (tile 32)" in status
+    assert status.startswith("**50 × 30** pixels, derained in **") and f"with {DEFAULT} (tile 32)" in status
 
 
 def test_checkpoint_choice(tmp_path, monkeypatch, photo):
@@ -48,7 +48,7 @@ def test_checkpoint_choice(tmp_path, monkeypatch, photo):
         (app.CHECKPOINT_CHOICE, "", "choose a checkpoint file: its path is empty"),
         (app.CHECKPOINT_CHOICE, "missing.pth", "checkpoint file not found: missing.pth"),
         (app.CHECKPOINT_CHOICE, "OTHER", "parameter names match none of the registered models"),
-        ("derain-storm", "", "no pretrained weights 'derain-storm' are installed"),
+        (DEFAULT, "", f"no pretrained weights '{DEFAULT}' are installed"),
     ],
 )
 def test_model_errors_become_messages(tmp_path, no_pretrained, photo, choice, checkpoint, message):
@@ -63,7 +63,7 @@ def test_model_errors_become_messages(tmp_path, no_pretrained, photo, choice, ch
 def test_bad_uploads_become_messages(tmp_path, monkeypatch, photo):
     install_tiny_pretrained(tmp_path / "pretrained", monkeypatch)
     (tmp_path / "empty.png").write_bytes(b"")
-    run = lambda path, **kw: app.derain_upload(path, "derain-storm", "", 0, work_dir=tmp_path, device="cpu", **kw)  # noqa: E731
+    run = lambda path, **kw: app.derain_upload(path, DEFAULT, "", 0, work_dir=tmp_path, device="cpu", **kw)  # noqa: E731
     assert run(None)[2] == "Upload a rainy photo or pick an example."
     assert run(str(tmp_path / "empty.png"))[2] == "**Cannot use this upload:** empty file (0 bytes)"
     oversized = run(str(photo), max_pixels=1000)[2]

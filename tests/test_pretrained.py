@@ -17,10 +17,12 @@ from derain.imageio import read_image, to_uint8
 from derain.metrics import psnr_ssim_matlab
 from derain.pretrained import PretrainedError, load_pretrained, read_card, save_pretrained
 
+DEFAULT = pretrained.DEFAULT_TAG  # the tag the tiny stand-in pretrained model is installed under
+
 PHOTOS = Path(__file__).parent / "data" / "photos"
 
 
-def tiny_card_fields(tag: str = "derain-storm") -> dict:
+def tiny_card_fields(tag: str = DEFAULT) -> dict:
     scores = {p: {"psnr": 30.0 + i, "ssim": 0.9, "niqe": 4.0, "brisque": 20.0} for i, p in enumerate(pretrained.PRESETS)}
     rainy = {p: {"psnr": 25.0, "ssim": 0.8, "niqe": 5.0, "brisque": 30.0} for p in pretrained.PRESETS}
     return dict(
@@ -43,7 +45,7 @@ def tiny_card_fields(tag: str = "derain-storm") -> dict:
     )
 
 
-def install_tiny_pretrained(folder, monkeypatch, tag: str = "derain-storm") -> torch.nn.Module:
+def install_tiny_pretrained(folder, monkeypatch, tag: str = DEFAULT) -> torch.nn.Module:
     """Write a tiny DRSformer as pretrained ``tag`` into ``folder`` and make it the installed set."""
     torch.manual_seed(0)
     fields = tiny_card_fields(tag)
@@ -56,9 +58,9 @@ def install_tiny_pretrained(folder, monkeypatch, tag: str = "derain-storm") -> t
 
 def test_round_trip(tmp_path, monkeypatch):
     model = install_tiny_pretrained(tmp_path, monkeypatch)
-    card = pretrained.catalogue().cards["derain-storm"]
-    assert card.weights == tmp_path / "derain-storm.safetensors"
-    assert json.loads((tmp_path / "derain-storm.json").read_text())["weights"] == "derain-storm.safetensors"
+    card = pretrained.catalogue().cards[DEFAULT]
+    assert card.weights == tmp_path / f"{DEFAULT}.safetensors"
+    assert json.loads((tmp_path / f"{DEFAULT}.json").read_text())["weights"] == f"{DEFAULT}.safetensors"
     assert card.psnr_gains() == {"light": 5.0, "medium": 6.0, "heavy": 7.0}
     assert "light +5.0 dB" in card.summary() and "drsformer" in card.summary()
     loaded = load_pretrained()
@@ -68,29 +70,29 @@ def test_round_trip(tmp_path, monkeypatch):
 
 
 def test_errors_name_the_problem(tmp_path, monkeypatch, no_pretrained):
-    with pytest.raises(PretrainedError, match="no pretrained weights 'derain-storm' are installed.*ships no pretrained"):
+    with pytest.raises(PretrainedError, match=f"no pretrained weights '{DEFAULT}' are installed.*ships no pretrained"):
         load_pretrained()
     install_tiny_pretrained(tmp_path, monkeypatch)
-    with pytest.raises(PretrainedError, match=r"'nope' are installed \(available: derain-storm\)"):
+    with pytest.raises(PretrainedError, match=rf"'nope' are installed \(available: {DEFAULT}\)"):
         load_pretrained("nope")
     with pytest.raises(PretrainedError, match="are for 'drsformer', not 'dmsr'"):
-        load_pretrained("derain-storm", architecture="dmsr")
-    weights = tmp_path / "derain-storm.safetensors"
+        load_pretrained(DEFAULT, architecture="dmsr")
+    weights = tmp_path / f"{DEFAULT}.safetensors"
     weights.write_bytes(weights.read_bytes()[:-1] + b"\0")
     with pytest.raises(PretrainedError, match="sha256 .* differs from the card's"):
         load_pretrained()
     weights.unlink()
-    with pytest.raises(PretrainedError, match="weights file of 'derain-storm' is missing"):
+    with pytest.raises(PretrainedError, match=f"weights file of '{DEFAULT}' is missing"):
         load_pretrained()
 
 
 def test_invalid_cards(tmp_path, monkeypatch):
     install_tiny_pretrained(tmp_path, monkeypatch)
-    path = tmp_path / "derain-storm.json"
+    path = tmp_path / f"{DEFAULT}.json"
     fields = json.loads(path.read_text())
     del fields["steps"]
     path.write_text(json.dumps(fields))
-    with pytest.raises(PretrainedError, match=r"derain-storm.json: card fields .* missing \['steps'\]"):
+    with pytest.raises(PretrainedError, match=rf"{DEFAULT}.json: card fields .* missing \['steps'\]"):
         read_card(path)
     fields.update(steps=1, architecture="unet")
     path.write_text(json.dumps(fields))
@@ -109,7 +111,7 @@ def test_invalid_cards(tmp_path, monkeypatch):
         read_card(path)
     (tmp_path / "other.json").write_text(json.dumps({**fields, "scores": fields["input_scores"]}))
     path.unlink()
-    with pytest.raises(PretrainedError, match="tag 'derain-storm' differs from the file name 'other'"):
+    with pytest.raises(PretrainedError, match=f"tag '{DEFAULT}' differs from the file name 'other'"):
         pretrained.read_cards(tmp_path)
 
 
@@ -169,12 +171,12 @@ def test_a_damaged_card_is_reported_when_used_not_at_import(tmp_path, monkeypatc
     install_tiny_pretrained(tmp_path, monkeypatch)
     (tmp_path / "broken.json").write_text("{not json")
     cards, broken = pretrained.installed_cards(tmp_path)
-    assert list(cards) == ["derain-storm"] and list(broken) == ["broken"]
+    assert list(cards) == [DEFAULT] and list(broken) == ["broken"]
     with pytest.raises(PretrainedError, match=r"broken\.json: not a readable JSON card"):
         load_pretrained("broken")
     with pytest.raises(PretrainedError, match=r"broken\.json: not a readable JSON card"):
         pretrained.read_cards(tmp_path)
-    assert not load_pretrained("derain-storm").training
+    assert not load_pretrained(DEFAULT).training
 
 
 @pytest.mark.quality
