@@ -47,7 +47,7 @@ class PretrainedCard:
     classical baseline); PSNR/SSIM follow the ``rain100`` protocol of
     :func:`derain.metrics.psnr_ssim_matlab`. ``seconds_per_megapixel`` is a whole ``derain run``
     of a photo under ``speed_setting`` (megapixels, tile, overlap, threads, precision and, where
-    given, the working size: ``None`` for one pass).
+    given, the working size: ``None`` for one pass, and the CPU).
     ``weights`` is the path of the safetensors file (the JSON stores its name only).
 
     Cards from derain-mixed on also give ``family_scores``, ``family_input_scores`` and
@@ -98,10 +98,11 @@ class PretrainedCard:
         """One line for listings: architecture, training time and PSNR gain per preset."""
         gains = ", ".join(f"{p} {gain:+.1f} dB" for p, gain in self.psnr_gains().items())
         passes = f"; larger photos in two passes, the first at {self.working_size} px" if self.working_size else ""
+        cpu = f" of {self.speed_setting['cpu']}" if "cpu" in self.speed_setting else ""
         return (
             f"{self.architecture}, {self.steps} steps in {self.wall_time_s / 60:.0f} min on "
             f"{self.hardware}; PSNR over the rainy input on derain-synth test: {gains}; "
-            f"{self.seconds_per_megapixel:.1f} s/MP on {self.speed_setting['threads']} CPU threads{passes}"
+            f"{self.seconds_per_megapixel:.1f} s/MP on {self.speed_setting['threads']} CPU threads{cpu}{passes}"
         )
 
     def to_json(self) -> str:
