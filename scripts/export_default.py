@@ -55,12 +55,12 @@ DATA = (
     "(derain-synth's training pairs and 2 more per photo and preset at short side 480), in stage 3 three "
     "fifths; in stage 4 a quarter are the storm family (dense long thin streaks, 3 pairs per photo at short side "
     "480 and 2 at 640) and one in twenty a clean photo paired with itself; stage 5 draws from all of these, "
-    "mixed rain at all three scales and 2 DDN-style pairs per photo; stage 6 draws a quarter from the downpour "
-    "family (storm's streaks over drizzle's, 3 pairs per photo at 480 and 2 at 640), a quarter from mixed rain "
-    "over photos with thin lines drawn into both sides (--scene-lines, the same counts), and storm, DDN-style, "
-    "derain-synth preset and clean pairs; validated on the corpus's 8 val photos "
-    "under mixed rain (stage 3 also under the presets, stage 4 also under storm, stage 5 also under DDN-style rain, "
-    "stage 6 also under downpour and over drawn lines), never on "
+    "mixed rain at all three scales and 2 DDN-style pairs per photo; stage 6 draws from the jorder family "
+    "(crossing layers, 3 pairs per photo at 480 and 2 at 640), the downpour family (storm's streaks over "
+    "drizzle's), mixed rain over photos with thin lines drawn into both sides (--scene-lines) and storm rain "
+    "(3 pairs per photo at 480 each), and DDN-style, derain-synth preset and clean pairs; validated on the "
+    "corpus's 8 val photos under mixed rain (stage 3 also under the presets, stage 4 also under storm, stage 5 "
+    "also under DDN-style rain, stage 6 also under JORDER-style rain and downpour), never on "
     "derain-synth test, its families split or any published benchmark"
 )
 

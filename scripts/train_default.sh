@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # Train derain's default model: the exact commands behind src/derain/pretrained/derain-mixed.*
-# (stages 1-3) and derain-storm.* (stages 4-5), then stage 6 (downpours and scene lines; trained,
-# judged before it ships). Builds what
+# (stages 1-3) and derain-storm.* (stages 4-5), then stage 6 (downpours, scene lines and JORDER-style
+# rain; trained and judged, not shipped: benchmarks/default_model.md). Builds what
 # is missing first (the photo corpus, mixed-rain training pairs at three scales with scene
-# variations, preset, storm, downpour, scene-line and DDN-style pairs, validation pairs from the
+# variations, preset, storm, downpour, scene-line, JORDER-style and DDN-style pairs, validation pairs from the
 # corpus's val photos),
 # then trains stage 1 (configs/derain-mixed.yaml, in RUN_DIR), stage 2 (configs/derain-mixed-finish.yaml,
 # in RUN_DIR-finish), stage 3 (configs/derain-mixed-presets.yaml, in RUN_DIR-presets), stage 4
 # (configs/derain-storm.yaml, in RUN_DIR-storm) and stage 5 (configs/derain-storm-balance.yaml, in
 # RUN_DIR-storm-balance) and stage 6 (configs/derain-downpour.yaml, in RUN_DIR-downpour), each from
-# the one before; run it again to resume any.
+# the one before; run it again to resume any. Where the earlier run folders are lost, set STAGE5_END
+# to src/derain/pretrained/derain-storm.safetensors (stage 5's final EMA weights) to go on from there.
 #
 #   OMP_NUM_THREADS=2 scripts/train_default.sh                   # ./corpus, ./runs/derain-mixed
 #   CORPUS=~/data RUN_DIR=~/runs/derain-mixed scripts/train_default.sh
@@ -64,14 +65,18 @@ for scale in 480 640; do
         derain data synth --clean "$CORPUS/photos/train" --out "$CORPUS/lines-train/s$scale" --preset mixed \
             --per-image $((scale == 480 ? 3 : 2)) --seed $((scale * 10 + 3)) --short-side "$scale" --vary-scenes --scene-lines
     fi
+    if [ ! -d "$CORPUS/jorder-train/s$scale" ]; then
+        derain data synth --clean "$CORPUS/photos/train" --out "$CORPUS/jorder-train/s$scale" --preset jorder \
+            --per-image $((scale == 480 ? 3 : 2)) --seed $((scale * 10 + 4)) --short-side "$scale" --vary-scenes
+    fi
 done
+if [ ! -d "$CORPUS/jorder-val" ]; then
+    derain data synth --clean "$CORPUS/photos/val" --out "$CORPUS/jorder-val" --preset jorder --per-image 2 \
+        --seed 7 --short-side 480
+fi
 if [ ! -d "$CORPUS/downpour-val" ]; then
     derain data synth --clean "$CORPUS/photos/val" --out "$CORPUS/downpour-val" --preset downpour --per-image 2 \
         --seed 6 --short-side 480
-fi
-if [ ! -d "$CORPUS/lines-val" ]; then
-    derain data synth --clean "$CORPUS/photos/val" --out "$CORPUS/lines-val" --preset mixed --per-image 2 \
-        --seed 5 --short-side 480 --scene-lines
 fi
 if [ ! -d "$CORPUS/ddn-val" ]; then
     derain data synth --clean "$CORPUS/photos/val" --out "$CORPUS/ddn-val" --preset ddn --per-image 2 --seed 9 --short-side 480
@@ -106,10 +111,11 @@ VAL4=(storm-val "${VAL3[@]}")
 STAGE5=(mixed-train/s360 mixed-train/s480 mixed-train/s640 ddn-train/s480 storm-train/s480 storm-train/s640
     derain-synth/train/{light,medium,heavy} presets-train/{light,medium,heavy})
 VAL5=(ddn-val "${VAL4[@]}")
-# stage 6: downpours with far fine rain, mixed rain over photos with drawn lines, and what keeps the rest
-STAGE6=(downpour-train/s480 downpour-train/s640 lines-train/s480 lines-train/s640 storm-train/s480 storm-train/s640
-    ddn-train/s480 derain-synth/train/{light,medium,heavy})
-VAL6=(downpour-val lines-val "${VAL5[@]}")
+# stage 6: downpours with far fine rain, mixed rain over photos with drawn lines, JORDER-style crossing
+# layers, and what keeps the rest
+STAGE6=(jorder-train/s480 jorder-train/s640 downpour-train/s480 lines-train/s480 storm-train/s480 ddn-train/s480
+    derain-synth/train/{light,medium,heavy})
+VAL6=(jorder-val downpour-val ddn-val storm-val mixed-val derain-synth-val/{light,medium,heavy})
 STAGE1_END=$RUN_DIR/checkpoints/step_00000900.ema.pth
 
 stage() {  # stage RUN_DIR CONFIG INIT END TRAIN VAL [CLEAN]: train (or resume) a stage unless END exists;
@@ -134,13 +140,15 @@ stage() {  # stage RUN_DIR CONFIG INIT END TRAIN VAL [CLEAN]: train (or resume) 
     fi
 }
 STAGE2_END=$FINISH_DIR/checkpoints/step_00001000.ema.pth
-stage "$RUN_DIR" derain-mixed.yaml "$ROOT/src/derain/pretrained/derain-synth.safetensors" "$STAGE1_END" "${STAGE1[*]}" mixed-val
-stage "$FINISH_DIR" derain-mixed-finish.yaml "$STAGE1_END" "$STAGE2_END" "${STAGE2[*]}" mixed-val
 STAGE3_END=$PRESETS_DIR/checkpoints/step_00000300.ema.pth
-stage "$PRESETS_DIR" derain-mixed-presets.yaml "$STAGE2_END" "$STAGE3_END" "${STAGE3[*]}" "${VAL3[*]}"
 CLEAN=$CORPUS/derain-synth/train/light/target
 STAGE4_END=$STORM_DIR/checkpoints/step_00001000.ema.pth
-stage "$STORM_DIR" derain-storm.yaml "$STAGE3_END" "$STAGE4_END" "${STAGE4[*]}" "${VAL4[*]}" "$CLEAN"
-STAGE5_END=$BALANCE_DIR/checkpoints/step_00000400.ema.pth
-stage "$BALANCE_DIR" derain-storm-balance.yaml "$STAGE4_END" "$STAGE5_END" "${STAGE5[*]}" "${VAL5[*]}" "$CLEAN"
+STAGE5_END=${STAGE5_END:-$BALANCE_DIR/checkpoints/step_00000400.ema.pth}
+if [ ! -f "$STAGE5_END" ]; then
+    stage "$RUN_DIR" derain-mixed.yaml "$ROOT/src/derain/pretrained/derain-synth.safetensors" "$STAGE1_END" "${STAGE1[*]}" mixed-val
+    stage "$FINISH_DIR" derain-mixed-finish.yaml "$STAGE1_END" "$STAGE2_END" "${STAGE2[*]}" mixed-val
+    stage "$PRESETS_DIR" derain-mixed-presets.yaml "$STAGE2_END" "$STAGE3_END" "${STAGE3[*]}" "${VAL3[*]}"
+    stage "$STORM_DIR" derain-storm.yaml "$STAGE3_END" "$STAGE4_END" "${STAGE4[*]}" "${VAL4[*]}" "$CLEAN"
+    stage "$BALANCE_DIR" derain-storm-balance.yaml "$STAGE4_END" "$STAGE5_END" "${STAGE5[*]}" "${VAL5[*]}" "$CLEAN"
+fi
 stage "$DOWNPOUR_DIR" derain-downpour.yaml "$STAGE5_END" "" "${STAGE6[*]}" "${VAL6[*]}" "$CLEAN"
