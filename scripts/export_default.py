@@ -7,12 +7,13 @@ steps and the training wall time), and the scores written by ``benchmarks/defaul
 on the derain-synth test presets, its held-out rain families and real rainy photos. A model that
 makes any preset or family worse than the rainy input is refused: it is never shipped.
 
-    FINAL=$RUN_DIR-downpour/checkpoints/step_00000600.ema.pth
+    FINAL=$RUN_DIR-downpour-balance/checkpoints/step_00000200.ema.pth
     python benchmarks/default_model.py --checkpoint $FINAL --real REAL_PHOTOS --json scores.json
     python scripts/export_default.py --checkpoint $FINAL --scores scores.json --real-photos "..."
 
-Training runs in six stages (``RUN_DIR``, ``RUN_DIR-finish``, ``RUN_DIR-presets``,
-``RUN_DIR-storm``, ``RUN_DIR-storm-balance``, ``RUN_DIR-downpour``); steps and wall time add
+Training runs in seven stages (``RUN_DIR``, ``RUN_DIR-finish``, ``RUN_DIR-presets``,
+``RUN_DIR-storm``, ``RUN_DIR-storm-balance``, ``RUN_DIR-downpour``,
+``RUN_DIR-downpour-balance``); steps and wall time add
 them up. Where the earlier run folders are gone and a stage started from a shipped model's
 weights, ``--run-dir`` names the later folders only and ``--from-card TAG`` adds the steps and
 wall time of that model's card. ``RUN_DIR`` and ``CORPUS`` are the variables of
@@ -43,8 +44,8 @@ COMMAND = "OMP_NUM_THREADS=2 scripts/train_default.sh"
 RECIPE = (
     "configs/derain-mixed.yaml (stage 1), then configs/derain-mixed-finish.yaml (stage 2), then "
     "configs/derain-mixed-presets.yaml (stage 3; derain-mixed), then configs/derain-storm.yaml (stage 4), then "
-    "configs/derain-storm-balance.yaml (stage 5; derain-storm), then configs/derain-downpour.yaml (stage 6), "
-    "each from the EMA weights of the one before"
+    "configs/derain-storm-balance.yaml (stage 5; derain-storm), then configs/derain-downpour.yaml (stage 6), then "
+    "configs/derain-downpour-balance.yaml (stage 7; derain-downpour), each from the EMA weights of the one before"
 )
 DATA = (
     "derain's mixed rain (derain.data.synth: the light/medium/heavy presets and the jorder, ddn, drizzle, "
@@ -58,9 +59,11 @@ DATA = (
     "mixed rain at all three scales and 2 DDN-style pairs per photo; stage 6 draws from the jorder family "
     "(crossing layers, 3 pairs per photo at 480 and 2 at 640), the downpour family (storm's streaks over "
     "drizzle's), mixed rain over photos with thin lines drawn into both sides (--scene-lines) and storm rain "
-    "(3 pairs per photo at 480 each), and DDN-style, derain-synth preset and clean pairs; validated on the "
+    "(3 pairs per photo at 480 each), and DDN-style, derain-synth preset and clean pairs, flipped but never "
+    "rotated (rain stays near vertical); stage 7 the same families at 480 without scene lines, with the "
+    "presets at twice the share; validated on the "
     "corpus's 8 val photos under mixed rain (stage 3 also under the presets, stage 4 also under storm, stage 5 "
-    "also under DDN-style rain, stage 6 also under JORDER-style rain and downpour), never on "
+    "also under DDN-style rain, stages 6 and 7 also under JORDER-style rain and downpour), never on "
     "derain-synth test, its families split or any published benchmark"
 )
 
@@ -110,8 +113,8 @@ def main() -> None:
     run_dir = os.environ.get("RUN_DIR", "runs/derain-mixed")
     parser.add_argument(
         "--run-dir", type=Path, nargs="+",
-        default=[Path(run_dir), *(Path(f"{run_dir}-{stage}") for stage in ("finish", "presets", "storm", "storm-balance", "downpour"))],
-        help="the run folders of the training stages, in order (default RUN_DIR and its -finish, -presets, -storm, -storm-balance, -downpour)",
+        default=[Path(run_dir), *(Path(f"{run_dir}-{stage}") for stage in ("finish", "presets", "storm", "storm-balance", "downpour", "downpour-balance"))],
+        help="the run folders of the training stages, in order (default RUN_DIR and its -finish, -presets, -storm, -storm-balance, -downpour, -downpour-balance)",
     )
     parser.add_argument("--from-card", metavar="TAG", help="the first run folder started from this shipped model: add its card's steps and wall time")
     parser.add_argument("--working-size", type=int, default=480, help="the card's working size (default 480, the training scale; 0: none)")

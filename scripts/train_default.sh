@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
 # Train derain's default model: the exact commands behind src/derain/pretrained/derain-mixed.*
-# (stages 1-3) and derain-storm.* (stages 4-5), then stage 6 (downpours, scene lines and JORDER-style
-# rain; trained and judged, not shipped: benchmarks/default_model.md). Builds what
-# is missing first (the photo corpus, mixed-rain training pairs at three scales with scene
-# variations, preset, storm, downpour, scene-line, JORDER-style and DDN-style pairs, validation pairs from the
-# corpus's val photos),
-# then trains stage 1 (configs/derain-mixed.yaml, in RUN_DIR), stage 2 (configs/derain-mixed-finish.yaml,
-# in RUN_DIR-finish), stage 3 (configs/derain-mixed-presets.yaml, in RUN_DIR-presets), stage 4
-# (configs/derain-storm.yaml, in RUN_DIR-storm) and stage 5 (configs/derain-storm-balance.yaml, in
-# RUN_DIR-storm-balance) and stage 6 (configs/derain-downpour.yaml, in RUN_DIR-downpour), each from
-# the one before; run it again to resume any. Where the earlier run folders are lost, set STAGE5_END
-# to src/derain/pretrained/derain-storm.safetensors (stage 5's final EMA weights) to go on from there.
+# (stages 1-3), derain-storm.* (stages 4-5) and derain-downpour.* (stages 6-7). Builds what is
+# missing first (the photo corpus, mixed-rain training pairs at three scales with scene
+# variations, preset, storm, downpour, scene-line, JORDER-style and DDN-style pairs, validation
+# pairs from the corpus's val photos), then trains stage 1 (configs/derain-mixed.yaml, in RUN_DIR),
+# stage 2 (configs/derain-mixed-finish.yaml, in RUN_DIR-finish), stage 3
+# (configs/derain-mixed-presets.yaml, in RUN_DIR-presets), stage 4 (configs/derain-storm.yaml, in
+# RUN_DIR-storm), stage 5 (configs/derain-storm-balance.yaml, in RUN_DIR-storm-balance), stage 6
+# (configs/derain-downpour.yaml, in RUN_DIR-downpour) and stage 7
+# (configs/derain-downpour-balance.yaml, in RUN_DIR-downpour-balance), each from the one before;
+# run it again to resume any. Where the earlier run folders are lost, set STAGE5_END to
+# src/derain/pretrained/derain-storm.safetensors (stage 5's final EMA weights) to go on from there.
 #
 #   OMP_NUM_THREADS=2 scripts/train_default.sh                   # ./corpus, ./runs/derain-mixed
 #   CORPUS=~/data RUN_DIR=~/runs/derain-mixed scripts/train_default.sh
@@ -23,6 +23,7 @@ PRESETS_DIR=$RUN_DIR-presets
 STORM_DIR=$RUN_DIR-storm
 BALANCE_DIR=$RUN_DIR-storm-balance
 DOWNPOUR_DIR=$RUN_DIR-downpour
+DOWNPOUR_BALANCE_DIR=$RUN_DIR-downpour-balance
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 SCALES=(360 480 640)
 PRESETS=(light medium heavy)
@@ -116,6 +117,9 @@ VAL5=(ddn-val "${VAL4[@]}")
 STAGE6=(jorder-train/s480 jorder-train/s640 downpour-train/s480 lines-train/s480 storm-train/s480 ddn-train/s480
     derain-synth/train/{light,medium,heavy})
 VAL6=(jorder-val downpour-val ddn-val storm-val mixed-val derain-synth-val/{light,medium,heavy})
+# stage 7: the presets at twice stage 6's share beside the rain stage 6 added
+STAGE7=(jorder-train/s480 downpour-train/s480 storm-train/s480 ddn-train/s480
+    derain-synth/train/{light,medium,heavy} presets-train/{light,medium,heavy})
 STAGE1_END=$RUN_DIR/checkpoints/step_00000900.ema.pth
 
 stage() {  # stage RUN_DIR CONFIG INIT END TRAIN VAL [CLEAN]: train (or resume) a stage unless END exists;
@@ -151,4 +155,6 @@ if [ ! -f "$STAGE5_END" ]; then
     stage "$STORM_DIR" derain-storm.yaml "$STAGE3_END" "$STAGE4_END" "${STAGE4[*]}" "${VAL4[*]}" "$CLEAN"
     stage "$BALANCE_DIR" derain-storm-balance.yaml "$STAGE4_END" "$STAGE5_END" "${STAGE5[*]}" "${VAL5[*]}" "$CLEAN"
 fi
-stage "$DOWNPOUR_DIR" derain-downpour.yaml "$STAGE5_END" "" "${STAGE6[*]}" "${VAL6[*]}" "$CLEAN"
+STAGE6_END=$DOWNPOUR_DIR/checkpoints/step_00000600.ema.pth
+stage "$DOWNPOUR_DIR" derain-downpour.yaml "$STAGE5_END" "$STAGE6_END" "${STAGE6[*]}" "${VAL6[*]}" "$CLEAN"
+stage "$DOWNPOUR_BALANCE_DIR" derain-downpour-balance.yaml "$STAGE6_END" "" "${STAGE7[*]}" "${VAL6[*]}" "$CLEAN"
