@@ -379,7 +379,7 @@ def test_without_weights_the_default_pretrained_model_is_used(tmp_path, monkeypa
     from test_pretrained import install_tiny_pretrained
 
     install_pretrained(monkeypatch, None)
-    with pytest.raises(ValueError, match="no pretrained weights 'derain-storm' are installed"):
+    with pytest.raises(ValueError, match=f"no pretrained weights '{derain.pretrained.DEFAULT_TAG}' are installed"):
         Deraining("drsformer")
     model = install_tiny_pretrained(tmp_path, monkeypatch)
     image = np.random.default_rng(0).integers(0, 256, (24, 40, 3), dtype=np.uint8)

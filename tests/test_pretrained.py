@@ -147,11 +147,11 @@ def test_default_card_meets_the_targets_it_was_shipped_for():
 
 
 def test_default_card_scores_every_held_out_rain_family():
-    """derain-storm's card: every rain family of derain.data.synth, each well above the rainy input and
+    """derain-downpour's card: every rain family of derain.data.synth, each well above the rainy input and
     a 5x5 median; the presets within 0.5 dB of the first default; real photos described and scored."""
     cards = pretrained.catalogue().cards
     card, first = cards[pretrained.DEFAULT_TAG], cards["derain-synth"]
-    assert pretrained.DEFAULT_TAG == "derain-storm" and set(card.family_scores) == set(FAMILIES)
+    assert pretrained.DEFAULT_TAG == "derain-downpour" and set(card.family_scores) == set(FAMILIES)
     for family in FAMILIES:
         psnr = card.family_scores[family]["psnr"]
         assert psnr >= card.family_input_scores[family]["psnr"] + 2, family
@@ -160,7 +160,7 @@ def test_default_card_scores_every_held_out_rain_family():
     assert set(card.real_photo_scores) == {"input", "restored"} and "never trained on" in card.real_photos
 
 
-@pytest.mark.parametrize("tag", ["derain-synth", "derain-mixed"])
+@pytest.mark.parametrize("tag", ["derain-synth", "derain-mixed", "derain-storm"])
 def test_the_previous_defaults_stay_loadable_by_their_tags(tag):
     previous, default = load_pretrained(tag), load_pretrained(pretrained.DEFAULT_TAG)
     assert previous.state_dict().keys() == default.state_dict().keys()
