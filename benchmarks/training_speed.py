@@ -14,7 +14,9 @@ unless told otherwise); data loading, the schedule and validation are left out o
 - derain: ``derain.training.loop.setup`` builds model, optimizer, loss and Accelerator from the
   shipped recipe (``configs/NAME.yaml``, with patch and batch overridden) and
   :func:`derain.training.loop.train_step` takes the step, the very code ``derain train`` runs;
-  once in float32 and once with ``train.mixed_precision: bf16`` (Accelerate's CPU autocast).
+  once in float32 and once with ``train.mixed_precision: bf16`` (Accelerate's CPU autocast),
+  the latter only on CPUs with bfloat16 instructions (AVX512-BF16 or AMX): elsewhere PyTorch
+  emulates bf16, and one CPRAformer step took over 8 minutes on an AVX2 CPU.
 
 derain's model loads the official model's initial weights and both see the same batch, so the
 first step's losses should agree (a check that the two compute the same thing; at tiny patches
@@ -177,6 +179,9 @@ def main() -> None:
 
     import torch
 
+    from derain.inference.backends import cpu_supports_bf16
+
+    bf16_units = cpu_supports_bf16()
     print(f"torch {torch.__version__}, {os.environ.get('OMP_NUM_THREADS', 'default')} threads, "
           f"patch {args.patch}, batch {args.batch}, median of {args.steps} steps after {warmup}\n")
     print("| model | official s/step | official s/step, derain's process settings | derain s/step | speed-up "
@@ -188,9 +193,9 @@ def main() -> None:
             plain, loss = _step_or_death(official_step, name, checkout, *common, False, scratch)
             tuned, _ = _step_or_death(official_step, name, checkout, *common, True, scratch)
             ours, our_loss = _step_or_death(derain_step, name, *common, "no", scratch)
-            bf16, bf16_loss = _step_or_death(derain_step, name, *common, "bf16", scratch)
+            bf16, bf16_loss = _step_or_death(derain_step, name, *common, "bf16", scratch) if bf16_units else (None, None)
             cells = (_seconds(plain), _seconds(tuned), _seconds(ours), _ratio(plain, ours), _ratio(tuned, ours),
-                     _seconds(bf16), _ratio(ours, bf16), " / ".join(_loss(value) for value in (loss, our_loss, bf16_loss)))
+                     _seconds(bf16) if bf16_units else "no bf16 units", _ratio(ours, bf16), " / ".join(_loss(value) for value in (loss, our_loss, bf16_loss)))
             print(f"| {name} | " + " | ".join(cells) + " |", flush=True)
 
 
@@ -203,7 +208,7 @@ def _step_or_death(function, *args) -> tuple[float | None, float | None]:
 
 
 def _seconds(value: float | None) -> str:
-    return "killed (out of memory)" if value is None else f"{value:.2f}"
+    return "process died (out of memory?)" if value is None else f"{value:.2f}"
 
 
 def _ratio(slow: float | None, fast: float | None) -> str:
