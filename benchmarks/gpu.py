@@ -11,7 +11,7 @@ The ceilings of the same run (a large matrix product and a 3x3 convolution per d
 :func:`roofline.measured_ceilings`) head the table.
 
 With ``--pairs DIR`` (a folder with ``input/`` and ``target/``, or any layout
-:func:`derain.evaluate` reads) the shipped default model (``derain-synth``) is also scored there
+:func:`derain.evaluate` reads) the shipped default model (``derain.pretrained.DEFAULT_TAG``) is also scored there
 with derain's own evaluation, whole images, in each variant: the PSNR/SSIM change from float32.
 bf16 goes through ``Deraining(precision="bf16")``; fp16 runs under an outer autocast, because
 the model's card marks it unreliable in fp16 and ``Deraining`` refuses that (this measures why).

@@ -3,8 +3,10 @@
 Attention over channels (DRSformer, CPRAformer, DDSAformer) and convolutions cost work in
 proportion to the pixels, so on a log-log plot each model's time should run parallel to the
 linear reference; a steeper line is memory traffic or cache effects growing with the image.
-Writes a markdown table (``--table``) and a log-log PNG of seconds against pixels, one line per
-model and a dashed reference through each model's smallest size (``--plot``; needs matplotlib).
+Each row's GFLOP/s stands beside the machine's ceilings timed in the same run (a large matrix
+product and a 3x3 convolution, :func:`roofline.measured_ceilings`). Writes a markdown table
+(``--table``) and a log-log PNG of seconds against pixels, one line per model and a dashed
+reference through each model's smallest size (``--plot``; needs matplotlib).
 A size that fails (out of memory: a killed worker) is reported as such and the rest go on.
 Reported, never asserted.
 
@@ -27,7 +29,7 @@ import torch
 import derain
 from derain.inference import Deraining
 from fresh_process import ProcessDied, in_fresh_process
-from roofline import median_seconds, model_flops  # the sibling module
+from roofline import ceilings_table, measured_ceilings, median_seconds, model_flops  # the sibling module
 
 
 def measure(name: str, size: int, tiny: bool, device: str, repeats: int) -> dict:
@@ -94,7 +96,11 @@ def main() -> None:
     header = (f"device: {device}, torch {torch.__version__}, threads {torch.get_num_threads()}, "
               f"{'tiny' if args.tiny else 'default'} configs, float32, whole images, "
               f"median of {args.repeats} after a warm-up\n")
-    lines = [f"| model | input | s/image | s/megapixel | GFLOP/s | {memory} |", "|---|---|---|---|---|---|"]
+    ceilings = in_fresh_process(measured_ceilings, device, ("float32",))
+    matmul, conv = ceilings["matmul float32"], ceilings["conv3x3 float32"]
+    header += f"\nCeilings measured in this run:\n\n{ceilings_table(ceilings)}\n"
+    lines = [f"| model | input | s/image | s/megapixel | GFLOP/s | % of matmul | % of conv3x3 | {memory} |",
+             "|---|---|---|---|---|---|---|---|"]
     print(header + "\n" + "\n".join(lines), flush=True)
     results: dict[str, dict[int, dict | None]] = {}
     for name in args.models:
@@ -102,11 +108,12 @@ def main() -> None:
         for size in args.sizes:
             result = results[name][size] = _in_fresh_process(name, size, args.tiny, device, args.repeats)
             if result is None:
-                line = f"| {name} | {size}x{size} | failed (the process died: out of memory?) | | | |"
+                line = f"| {name} | {size}x{size} | failed (the process died: out of memory?) | | | | | |"
             else:
+                achieved = result["gflops"] / result["seconds"]
                 line = (f"| {name} | {size}x{size} | {result['seconds']:.3g} | "
-                        f"{result['seconds'] / (size * size / 1e6):.3g} | {result['gflops'] / result['seconds']:.3g} | "
-                        f"{result['peak_mib']:.0f} |")
+                        f"{result['seconds'] / (size * size / 1e6):.3g} | {achieved:.3g} | {100 * achieved / matmul:.0f}% | "
+                        f"{100 * achieved / conv:.0f}% | {result['peak_mib']:.0f} |")
             lines.append(line)
             print(line, flush=True)
     if args.table:
