@@ -25,7 +25,7 @@ import torch
 import derain
 from derain.inference import Deraining
 from fresh_process import in_fresh_process
-from roofline import ceilings_table, measured_ceilings, model_flops  # the sibling module
+from roofline import ceiling_shares, ceilings_table, measured_ceilings, model_flops  # the sibling module
 
 
 def measure(name: str, height: int, width: int, tile: int | None, tiny: bool, device: str, repeats: int) -> dict:
@@ -64,7 +64,6 @@ def main() -> None:
     print(f"device: {device}, torch {torch.__version__}, threads {torch.get_num_threads()}, "
           f"{'tiny' if args.tiny else 'default'} configs\n")
     ceilings = in_fresh_process(measured_ceilings, device, ("float32",))
-    matmul, conv = ceilings["matmul float32"], ceilings["conv3x3 float32"]
     print(f"Ceilings measured in this run:\n\n{ceilings_table(ceilings)}")
     print(f"| model | input | tile | images/s | {memory} | GFLOP/image | GFLOP/s | % of matmul | % of conv3x3 |\n"
           "|---|---|---|---|---|---|---|---|---|")
@@ -77,7 +76,7 @@ def main() -> None:
             achieved = result["gflops"] * result["images_per_s"]
             print(f"| {name} | {width}x{height} | {tile or 'whole'} | "
                   f"{result['images_per_s']:.3g} | {result['peak_mib']:.0f} | {result['gflops']:.3g} | "
-                  f"{achieved:.3g} | {100 * achieved / matmul:.0f}% | {100 * achieved / conv:.0f}% |", flush=True)
+                  f"{achieved:.3g} | {ceiling_shares(achieved, ceilings)} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -123,6 +123,11 @@ def ceilings_table(ceilings: dict[str, float]) -> str:
     return "| kernel | GFLOP/s |\n|---|---|\n" + rows
 
 
+def ceiling_shares(gflops: float, ceilings: dict[str, float]) -> str:
+    """Two table cells: ``gflops`` as a share of the float32 matrix-product and 3x3-convolution ceilings."""
+    return f"{100 * gflops / ceilings['matmul float32']:.0f}% | {100 * gflops / ceilings['conv3x3 float32']:.0f}%"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")

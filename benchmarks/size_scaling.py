@@ -29,7 +29,7 @@ import torch
 import derain
 from derain.inference import Deraining
 from fresh_process import ProcessDied, in_fresh_process
-from roofline import ceilings_table, measured_ceilings, median_seconds, model_flops  # the sibling module
+from roofline import ceiling_shares, ceilings_table, measured_ceilings, median_seconds, model_flops  # the sibling module
 
 
 def measure(name: str, size: int, tiny: bool, device: str, repeats: int) -> dict:
@@ -97,7 +97,6 @@ def main() -> None:
               f"{'tiny' if args.tiny else 'default'} configs, float32, whole images, "
               f"median of {args.repeats} after a warm-up\n")
     ceilings = in_fresh_process(measured_ceilings, device, ("float32",))
-    matmul, conv = ceilings["matmul float32"], ceilings["conv3x3 float32"]
     header += f"\nCeilings measured in this run:\n\n{ceilings_table(ceilings)}\n"
     lines = [f"| model | input | s/image | s/megapixel | GFLOP/s | % of matmul | % of conv3x3 | {memory} |",
              "|---|---|---|---|---|---|---|---|"]
@@ -112,8 +111,8 @@ def main() -> None:
             else:
                 achieved = result["gflops"] / result["seconds"]
                 line = (f"| {name} | {size}x{size} | {result['seconds']:.3g} | "
-                        f"{result['seconds'] / (size * size / 1e6):.3g} | {achieved:.3g} | {100 * achieved / matmul:.0f}% | "
-                        f"{100 * achieved / conv:.0f}% | {result['peak_mib']:.0f} |")
+                        f"{result['seconds'] / (size * size / 1e6):.3g} | {achieved:.3g} | "
+                        f"{ceiling_shares(achieved, ceilings)} | {result['peak_mib']:.0f} |")
             lines.append(line)
             print(line, flush=True)
     if args.table:
