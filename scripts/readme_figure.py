@@ -1,13 +1,16 @@
-"""Make README's before/after figure: the default pretrained model on a real rainy photo and on a held-out derain-synth test photo.
+"""Make README's before/after figure: the default pretrained model on real rainy photos and on a held-out derain-synth test photo.
 
-The real photo has no clean counterpart: its row shows input and result only. The test photos of derain-synth are never seen in training (the corpus is split by photo), so
+A real photo has no clean counterpart: its row shows input and result only. The test photos of derain-synth are never seen in training (the corpus is split by photo), so
 the figure shows what a user gets on a new photo. Panels: rainy input, derain's result, clean
 photo, each labelled with its PSNR against the clean photo (``rain100`` protocol).
 
     derain data photos --out data/photos
     derain data synth-benchmark --photos data/photos --out data/derain-synth
     python scripts/readme_figure.py --benchmark data/derain-synth --preset heavy \\
-        --photo RAINY.jpg --photo-crop 600,690,480,390
+        --photo DAY.jpg --photo-crop 450,600,900,600 --photo-caption "heavy rain, day" \\
+        --photo NIGHT.jpg --photo-crop 900,100,900,600 --photo-caption "rain at night"
+
+``--photo``, ``--photo-crop`` and ``--photo-caption`` repeat, one row per photo, in order.
 """
 
 from __future__ import annotations
@@ -47,45 +50,59 @@ def crop_box(text: str) -> tuple[int, int, int, int]:
     return left, top, left + width, top + height
 
 
+def test_photo_row(deraining, folder: Path, name: str, preset: str) -> list[Image.Image]:
+    """Rainy, derained and clean panels of one derain-synth test pair."""
+    rainy = to_uint8(read_image(folder / "input" / f"{name}.png"))
+    clean = to_uint8(read_image(folder / "target" / f"{name}.png"))
+    restored = deraining(rainy)
+    return [
+        labelled(rainy, f"rainy ({preset}): {psnr_ssim_matlab(rainy, clean, protocol='rain100')[0]:.2f} dB"),
+        labelled(restored, f"derain: {psnr_ssim_matlab(restored, clean, protocol='rain100')[0]:.2f} dB"),
+        labelled(clean, "clean"),
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--benchmark", type=Path, required=True, help="derain-synth root (from 'derain data synth-benchmark')")
+    parser.add_argument("--benchmark", type=Path, help="derain-synth root (from 'derain data synth-benchmark') for a last row")
     parser.add_argument("--preset", choices=("light", "medium", "heavy"), default="heavy")
     parser.add_argument("--name", help="test pair stem (default: the first)")
-    parser.add_argument("--photo", type=Path, help="a real rainy photo (no clean counterpart) for a first row")
-    parser.add_argument("--photo-crop", type=crop_box, metavar="LEFT,TOP,WIDTH,HEIGHT", help="the part of --photo shown")
-    parser.add_argument("--photo-caption", default="real rainy photo", help="label of the photo's input panel")
+    parser.add_argument("--photo", type=Path, action="append", default=[], help="a real rainy photo (no clean counterpart): a row above the test photo")
+    parser.add_argument("--photo-crop", type=crop_box, action="append", default=[], metavar="LEFT,TOP,WIDTH,HEIGHT", help="the part of each --photo shown")
+    parser.add_argument("--photo-caption", action="append", default=[], help="label of each --photo's input panel")
     parser.add_argument("--weights", type=Path, help=f"a checkpoint instead of the shipped {DEFAULT_TAG!r}")
     parser.add_argument("--tile", type=int, default=256)
     parser.add_argument("--width", type=int, default=1200, help="figure width in pixels")
     parser.add_argument("--out", type=Path, default=Path("docs/before_after.jpg"))
     args = parser.parse_args()
+    for option in ("photo_crop", "photo_caption"):
+        given = getattr(args, option)
+        if given and len(given) != len(args.photo):
+            parser.error(f"--{option.replace('_', '-')} given {len(given)} times for {len(args.photo)} --photo")
 
-    folder = args.benchmark / "test" / args.preset
-    names = sorted(p.stem for p in (folder / "input").glob("*.png"))
-    if not names:
-        parser.error(f"{folder / 'input'}: no test pairs; build derain-synth first")
-    name = args.name or names[0]
+    if args.benchmark is None and not args.photo:
+        parser.error("nothing to show: give --benchmark, --photo or both")
+    if args.benchmark is not None:
+        folder = args.benchmark / "test" / args.preset
+        names = sorted(p.stem for p in (folder / "input").glob("*.png"))
+        if not names:
+            parser.error(f"{folder / 'input'}: no test pairs; build derain-synth first")
+        name = args.name or names[0]
     model = derain.load_checkpoint(args.weights) if args.weights else load_pretrained(DEFAULT_TAG)
     deraining = derain.Deraining(model, tile=args.tile, device="cpu")
     label = args.weights.name if args.weights else DEFAULT_TAG
 
     rows = []
-    if args.photo is not None:
-        photo = Image.open(args.photo).convert("RGB")
-        box = args.photo_crop or (0, 0, *photo.size)
+    for i, path in enumerate(args.photo):
+        photo = Image.open(path).convert("RGB")
+        box = args.photo_crop[i] if args.photo_crop else (0, 0, *photo.size)
+        caption = args.photo_caption[i] if args.photo_caption else "real rainy photo"
         rainy = np.asarray(photo)
         restored = deraining(rainy)
         crop = lambda image: np.ascontiguousarray(image[box[1] : box[3], box[0] : box[2]])  # noqa: E731
-        rows.append([labelled(crop(rainy), args.photo_caption), labelled(crop(restored), f"derain ({label})")])
-    rainy = to_uint8(read_image(folder / "input" / f"{name}.png"))
-    clean = to_uint8(read_image(folder / "target" / f"{name}.png"))
-    restored = deraining(rainy)
-    rows.append([
-        labelled(rainy, f"rainy ({args.preset}): {psnr_ssim_matlab(rainy, clean, protocol='rain100')[0]:.2f} dB"),
-        labelled(restored, f"derain: {psnr_ssim_matlab(restored, clean, protocol='rain100')[0]:.2f} dB"),
-        labelled(clean, "clean"),
-    ])
+        rows.append([labelled(crop(rainy), caption), labelled(crop(restored), f"derain ({label})")])
+    if args.benchmark is not None:
+        rows.append(test_photo_row(deraining, folder, name, args.preset))
     scaled = [row(panels, args.width) for panels in rows]
     figure = Image.new("RGB", (args.width, sum(r.height for r in scaled) + GAP * (len(scaled) - 1)), "white")
     top = 0
@@ -93,8 +110,8 @@ def main() -> None:
         figure.paste(r, (0, top))
         top += r.height + GAP
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    figure.save(args.out, quality=88)  # JPEG: the README figure stays under 400 KB
-    print(f"wrote {args.out} ({name}, {args.preset})")
+    figure.save(args.out, quality=80)  # JPEG: the README figure stays under 400 KB
+    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":
