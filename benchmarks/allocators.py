@@ -10,6 +10,8 @@ reused grow the heap). Settings, each in a fresh process:
 - ``jemalloc`` and ``tcmalloc``: the library preloaded (``LD_PRELOAD``), with its defaults;
   rows are skipped where the library is not installed (Debian: ``libjemalloc2``,
   ``libtcmalloc-minimal4``). ``--jemalloc-conf`` adds a jemalloc row per ``MALLOC_CONF`` given.
+  Every process inherits this one's environment, so a tcmalloc variant is one variable away
+  (``TCMALLOC_AGGRESSIVE_DECOMMIT=true python benchmarks/allocators.py --only tcmalloc``).
 
 Each cell: the model in its paper configuration (seed 0), ``Deraining`` on a whole uint8
 image (``tile=None``), one warm-up forward, then the median of ``--repeats`` forwards, and the
