@@ -26,8 +26,6 @@ import argparse
 import ctypes.util
 import os
 import resource
-import statistics
-import time
 
 from fresh_process import in_fresh_process  # the sibling module
 
@@ -58,17 +56,13 @@ def cell(name: str, side: int, repeats: int) -> tuple[float, float]:
 
     import derain
     from derain.inference import Deraining
+    from roofline import median_seconds  # the sibling module; imports torch, so after tune()
 
     torch.manual_seed(0)
     derainer = Deraining(derain.create_model(name).eval(), tile=None, device="cpu", progress=False)
     image = np.random.default_rng(1).integers(0, 256, (side, side, 3), dtype=np.uint8)
-    derainer(image)  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        derainer(image)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    seconds = median_seconds(lambda: derainer(image), "cpu", repeats)  # after one warm-up forward
+    return seconds, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def main() -> None:
@@ -85,10 +79,11 @@ def main() -> None:
           f"median of {args.repeats} forwards after a warm-up; peak resident MiB of a fresh process\n")
     print("| model | input | allocator | s | peak MiB | s / tune() | peak / tune() |")
     print("|---|---|---|---|---|---|---|")
+    chosen = settings(args.jemalloc_conf)
     for name in args.models:
         for side in args.sizes:
             base = None
-            for setting, environment in settings(args.jemalloc_conf).items():
+            for setting, environment in chosen.items():
                 if args.only and setting not in args.only:
                     continue
                 if environment is None:
