@@ -188,6 +188,22 @@ def test_downpour_lays_fine_far_rain_beneath_long_streaks_at_one_slant(benchmark
     assert downpour["darker"] == 0.0
 
 
+def test_near_lays_wide_faint_streaks_over_finer_rain_through_a_camera(benchmark_sized):
+    near, medium = synth.FAMILIES["near"], synth.PRESETS["medium"]
+    for seed in range(5):
+        params = synth.sample_params("near", seed)
+        wide = [layer for layer in params.layers if layer.width >= near.width[0]]
+        fine = [layer for layer in params.layers if layer.width <= medium.width[1]]
+        assert 1 <= len(wide) <= 2 and 1 <= len(fine) <= 2 and len(wide) + len(fine) == len(params.layers)
+        assert all(layer.amplitude <= near.amplitude[1] for layer in wide)  # faint: out of focus
+        angles = [layer.angle for layer in params.layers]
+        assert max(angles) - min(angles) <= 4 * near.jitter  # one slant
+        assert params.camera is not None
+    wide_only = _median_statistics(benchmark_sized, replace(near, camera=False, beneath=None))
+    fine_only = _median_statistics(benchmark_sized, medium)
+    assert wide_only["width"] > 1.5 * fine_only["width"] and wide_only["mean_brightening"] < fine_only["mean_brightening"]
+    assert wide_only["crossing"] < 0.05 and wide_only["darker"] == 0.0  # one slant (JORDER-style crossing: 0.05-0.2)
+
 def test_streak_statistics_read_a_known_layer():
     clean = np.full((321, 481, 3), 80, np.uint8)
     layer = synth.StreakLayer(angle=20.0, length=0.15, width=1.5, density=0.01, amplitude=0.8, seed=3)

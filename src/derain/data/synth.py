@@ -167,6 +167,12 @@ FAMILIES = {
     # cross-hatched texture, have rain at both scales in one frame.
     "downpour": RainPreset("downpour", (2, 3), (0.0015, 0.0035), (0.12, 0.35), (0.6, 1.2), (0.15, 0.55), 30, 4,
                            (0.0, 0.12), beneath="drizzle"),
+    # Rain close to the lens in real heavy rain by day: wide, soft, faint streaks at a clear slant
+    # (out of focus, so wider and of lower contrast than far rain) over medium's finer, shorter
+    # streaks, through a camera's noise and JPEG. derain-downpour dimmed such streaks without
+    # removing them and turned the sensor grain under them into a hatching along the rain.
+    "near": RainPreset("near", (1, 2), (0.002, 0.006), (0.10, 0.30), (3.0, 7.0), (0.10, 0.35), 35, 3,
+                       (0.0, 0.10), camera=True, beneath="medium"),
 }
 # The published statistics of the two benchmark families (shared/data/README.md, last section),
 # as ranges for the median of ``rain_statistics`` + ``streak_statistics`` over photos at the
@@ -183,7 +189,7 @@ FAMILY_RANGES = {
 
 # ``mixed`` draws one of these per image (the three original presets count too), then adds drops,
 # fog and the camera's part to some of them, so a model sees every family and their overlaps.
-# ``storm`` and ``downpour`` came later and are left out, so that ``mixed`` draws what it always drew.
+# ``storm``, ``downpour`` and ``near`` came later and are left out, so that ``mixed`` draws what it always drew.
 MIXED_FAMILIES = ("light", "medium", "heavy", "jorder", "ddn", "drizzle", "drops", "splashes", "night", "fog", "camera")
 MIXED_EXTRAS = {"drops": 0.15, "fog": 0.15, "camera": 0.6}
 PRESET_NAMES = (*PRESETS, *FAMILIES, "mixed")
