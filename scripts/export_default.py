@@ -7,13 +7,13 @@ steps and the training wall time), and the scores written by ``benchmarks/defaul
 on the derain-synth test presets, its held-out rain families and real rainy photos. A model that
 makes any preset or family worse than the rainy input is refused: it is never shipped.
 
-    FINAL=$RUN_DIR-downpour-balance/checkpoints/step_00000200.ema.pth
+    FINAL=$RUN_DIR-near/checkpoints/step_00001100.ema.pth
     python benchmarks/default_model.py --checkpoint $FINAL --real REAL_PHOTOS --json scores.json
     python scripts/export_default.py --checkpoint $FINAL --scores scores.json --real-photos "..."
 
-Training runs in seven stages (``RUN_DIR``, ``RUN_DIR-finish``, ``RUN_DIR-presets``,
+Training runs in eight stages (``RUN_DIR``, ``RUN_DIR-finish``, ``RUN_DIR-presets``,
 ``RUN_DIR-storm``, ``RUN_DIR-storm-balance``, ``RUN_DIR-downpour``,
-``RUN_DIR-downpour-balance``); steps and wall time add
+``RUN_DIR-downpour-balance``, ``RUN_DIR-near``); steps and wall time add
 them up. Where the earlier run folders are gone and a stage started from a shipped model's
 weights, ``--run-dir`` names the later folders only and ``--from-card TAG`` adds the steps and
 wall time of that model's card. ``RUN_DIR`` and ``CORPUS`` are the variables of
@@ -45,7 +45,8 @@ RECIPE = (
     "configs/derain-mixed.yaml (stage 1), then configs/derain-mixed-finish.yaml (stage 2), then "
     "configs/derain-mixed-presets.yaml (stage 3; derain-mixed), then configs/derain-storm.yaml (stage 4), then "
     "configs/derain-storm-balance.yaml (stage 5; derain-storm), then configs/derain-downpour.yaml (stage 6), then "
-    "configs/derain-downpour-balance.yaml (stage 7; derain-downpour), each from the EMA weights of the one before"
+    "configs/derain-downpour-balance.yaml (stage 7; derain-downpour), then configs/derain-near.yaml (stage 8; "
+    "derain-near), each from the EMA weights of the one before"
 )
 DATA = (
     "derain's mixed rain (derain.data.synth: the light/medium/heavy presets and the jorder, ddn, drizzle, "
@@ -61,9 +62,12 @@ DATA = (
     "drizzle's), mixed rain over photos with thin lines drawn into both sides (--scene-lines) and storm rain "
     "(3 pairs per photo at 480 each), and DDN-style, derain-synth preset and clean pairs, flipped but never "
     "rotated (rain stays near vertical); stage 7 the same families at 480 without scene lines, with the "
-    "presets at twice the share; validated on the "
+    "presets at twice the share; stage 8 adds the near family (wide, soft, faint streaks at a slant over "
+    "finer rain, through a camera's noise and JPEG; 3 pairs per photo at 480 and 2 at 640, a fifth of the "
+    "pairs) to stage 7's; validated on the "
     "corpus's 8 val photos under mixed rain (stage 3 also under the presets, stage 4 also under storm, stage 5 "
-    "also under DDN-style rain, stages 6 and 7 also under JORDER-style rain and downpour), never on "
+    "also under DDN-style rain, stages 6 and 7 also under JORDER-style rain and downpour, stage 8 also "
+    "under near rain), never on "
     "derain-synth test, its families split or any published benchmark"
 )
 
@@ -113,8 +117,8 @@ def main() -> None:
     run_dir = os.environ.get("RUN_DIR", "runs/derain-mixed")
     parser.add_argument(
         "--run-dir", type=Path, nargs="+",
-        default=[Path(run_dir), *(Path(f"{run_dir}-{stage}") for stage in ("finish", "presets", "storm", "storm-balance", "downpour", "downpour-balance"))],
-        help="the run folders of the training stages, in order (default RUN_DIR and its -finish, -presets, -storm, -storm-balance, -downpour, -downpour-balance)",
+        default=[Path(run_dir), *(Path(f"{run_dir}-{stage}") for stage in ("finish", "presets", "storm", "storm-balance", "downpour", "downpour-balance", "near"))],
+        help="the run folders of the training stages, in order (default RUN_DIR and its -finish, -presets, -storm, -storm-balance, -downpour, -downpour-balance, -near)",
     )
     parser.add_argument("--from-card", metavar="TAG", help="the first run folder started from this shipped model: add its card's steps and wall time")
     parser.add_argument("--working-size", type=int, default=480, help="the card's working size (default 480, the training scale; 0: none)")

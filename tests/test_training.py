@@ -119,7 +119,7 @@ def test_mixed_precision_no_survives_yaml(tmp_path, pairs):
 @pytest.mark.parametrize("name", [
     "drsformer", "drsformer_nomefc", "cpraformer", "dmsr", "ddsaformer",
     "derain-synth", "derain-mixed", "derain-mixed-finish", "derain-mixed-presets", "derain-storm", "derain-storm-balance",
-    "derain-downpour", "derain-downpour-balance",
+    "derain-downpour", "derain-downpour-balance", "derain-near",
 ])
 def test_recipe_values_and_tiny_start(tmp_path, pairs, name):
     """Every shipped recipe validates, and starts on CPU with tiny overrides."""
@@ -206,8 +206,8 @@ def test_default_recipe_trains_on_mixed_rain_and_never_on_test_photos():
     first = load_config(CONFIGS / "derain-synth.yaml", check_paths=False)
     assert (recipe.model.name, recipe.model.config) == (first.model.name, first.model.config)  # the same speed
     script = (CONFIGS.parent / "scripts" / "train_default.sh").read_text()
-    assert "--preset mixed" in script and "photos/train" in script and "photos/val" in script
-    for stage in ("derain-mixed-finish", "derain-mixed-presets", "derain-storm", "derain-storm-balance", "derain-downpour", "derain-downpour-balance"):  # later stages: same model, no test photo
+    assert 'mixed-train/s*) synth "$out" mixed ' in script and "split=train" in script and "split=val" in script
+    for stage in ("derain-mixed-finish", "derain-mixed-presets", "derain-storm", "derain-storm-balance", "derain-downpour", "derain-downpour-balance", "derain-near"):  # later stages: same model, no test photo
         later = load_config(CONFIGS / f"{stage}.yaml", check_paths=False)
         val = later.data.val_input if isinstance(later.data.val_input, list) else [later.data.val_input]
         assert (later.model.name, later.model.config) == (first.model.name, first.model.config)
