@@ -147,11 +147,11 @@ def test_default_card_meets_the_targets_it_was_shipped_for():
 
 
 def test_default_card_scores_every_held_out_rain_family():
-    """derain-downpour's card: every rain family of derain.data.synth, each well above the rainy input and
+    """derain-near's card: every rain family of derain.data.synth, each well above the rainy input and
     a 5x5 median; the presets within 0.5 dB of the first default; real photos described and scored."""
     cards = pretrained.catalogue().cards
     card, first = cards[pretrained.DEFAULT_TAG], cards["derain-synth"]
-    assert pretrained.DEFAULT_TAG == "derain-downpour" and set(card.family_scores) == set(FAMILIES)
+    assert pretrained.DEFAULT_TAG == "derain-near" and set(card.family_scores) == set(FAMILIES)
     for family in FAMILIES:
         psnr = card.family_scores[family]["psnr"]
         assert psnr >= card.family_input_scores[family]["psnr"] + 2, family
@@ -160,7 +160,7 @@ def test_default_card_scores_every_held_out_rain_family():
     assert set(card.real_photo_scores) == {"input", "restored"} and "never trained on" in card.real_photos
 
 
-@pytest.mark.parametrize("tag", ["derain-synth", "derain-mixed", "derain-storm"])
+@pytest.mark.parametrize("tag", ["derain-synth", "derain-mixed", "derain-storm", "derain-downpour"])
 def test_the_previous_defaults_stay_loadable_by_their_tags(tag):
     previous, default = load_pretrained(tag), load_pretrained(pretrained.DEFAULT_TAG)
     assert previous.state_dict().keys() == default.state_dict().keys()
@@ -183,7 +183,7 @@ def test_a_damaged_card_is_reported_when_used_not_at_import(tmp_path, monkeypatc
 def test_the_default_removes_enlarged_rain_better_in_two_passes():
     """Rain photographed with twice the pixels (a test photo under DDN-style rain at short side
     240, enlarged 2x): two passes, the first at the photo's own scale, beat one full-size pass
-    (measured: 25.0 -> 28.5 dB; the rainy input 16.2)."""
+    (measured with derain-near: 27.7 -> 29.1 dB, derain-downpour 25.0 -> 28.5; the rainy input 16.2)."""
     from PIL import Image
 
     photo = Image.open(PHOTOS / "coffee.png").convert("RGB")
@@ -200,4 +200,4 @@ def test_the_default_removes_enlarged_rain_better_in_two_passes():
         for size in (None, 240)
     }
     rainy_psnr = psnr_ssim_matlab(as_uint8(big_rainy), big_clean)[0]
-    assert psnr[240] > psnr[None] + 2 > rainy_psnr + 2, (rainy_psnr, psnr)
+    assert psnr[240] > psnr[None] + 1 > rainy_psnr + 2, (rainy_psnr, psnr)

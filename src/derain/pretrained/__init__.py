@@ -27,7 +27,7 @@ from ..files import sha256_of
 from ..registry import build, card_of, check_working_size, list_models
 
 PRETRAINED_DIR = Path(__file__).parent
-DEFAULT_TAG = "derain-downpour"
+DEFAULT_TAG = "derain-near"
 MAX_WEIGHTS_BYTES = 20 * 1024 * 1024  # the wheel must stay small enough for PyPI and laptops
 PRESETS = ("light", "medium", "heavy")
 METRICS = ("psnr", "ssim", "niqe", "brisque")  # PSNR/SSIM: rain100 protocol (Y channel)
