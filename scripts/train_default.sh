@@ -28,8 +28,13 @@ DOWNPOUR_BALANCE_DIR=$RUN_DIR-downpour-balance
 NEAR_DIR=$RUN_DIR-near
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 
-pairs() {  # pairs FOLDER: build the rain pairs of one corpus folder unless they exist (fixed seeds)
-    local folder=$1 out=$CORPUS/$1 scale
+pairs() {  # pairs FOLDER: build the corpus folder FOLDER lies in unless it exists (fixed seeds)
+    local folder=$1 out scale
+    case $folder in  # derain-synth and its val pairs are built whole
+        derain-synth/*) folder=derain-synth ;;
+        derain-synth-val/*) folder=derain-synth-val ;;
+    esac
+    out=$CORPUS/$folder
     [ -d "$out" ] && return
     scale=${folder##*/s}
     case $folder in
@@ -104,13 +109,7 @@ stage() {  # stage RUN_DIR CONFIG INIT END TRAIN VAL [CLEAN]: train (or resume) 
     if [ -n "$end" ] && [ -f "$end" ]; then
         return
     fi
-    for folder in $train $val; do
-        case $folder in
-            derain-synth/*) pairs derain-synth ;;
-            derain-synth-val/*) pairs derain-synth-val ;;
-            *) pairs "$folder" ;;
-        esac
-    done
+    for folder in $train $val; do pairs "$folder"; done
     if ls "$run_dir"/checkpoints/step_*.state.pt >/dev/null 2>&1; then
         derain train --resume "$run_dir"
     else

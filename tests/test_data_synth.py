@@ -204,6 +204,7 @@ def test_near_lays_wide_faint_streaks_over_finer_rain_through_a_camera(benchmark
     assert wide_only["width"] > 1.5 * fine_only["width"] and wide_only["mean_brightening"] < fine_only["mean_brightening"]
     assert wide_only["crossing"] < 0.05 and wide_only["darker"] == 0.0  # one slant (JORDER-style crossing: 0.05-0.2)
 
+
 def test_streak_statistics_read_a_known_layer():
     clean = np.full((321, 481, 3), 80, np.uint8)
     layer = synth.StreakLayer(angle=20.0, length=0.15, width=1.5, density=0.01, amplitude=0.8, seed=3)
